@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs Luna's whole test suite against SQLite and a throwaway PostgreSQL.
+#
+#   ./scripts/test.sh [go test flags/packages]   (default: -race ./...)
+#
+# It needs Go. It finds PostgreSQL's server binaries (installing the Debian
+# package when they are missing and it runs as root), starts a private
+# server on a free loopback port in a temporary directory, runs `go test`
+# with LUNA_TEST_POSTGRES_URL pointing at it, and removes it afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+find_pg_bin() {
+	local d
+	for d in /usr/lib/postgresql/*/bin; do
+		if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; fi
+	done | sort -V | tail -n 1
+}
+
+PG_BIN=$(find_pg_bin || true)
+if [ -z "$PG_BIN" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		log "PostgreSQL server binaries not found; install the 'postgresql' package (or run as root)"
+		exit 1
+	fi
+	log "installing PostgreSQL server (apt-get install postgresql)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+	PG_BIN=$(find_pg_bin)
+fi
+
+PG_DIR=$(mktemp -d /tmp/luna-pg.XXXXXX)
+# A free loopback port: one that nothing answers on.
+for _ in $(seq 1 50); do
+	PG_PORT=$((20000 + RANDOM % 20000))
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then break; fi
+done
+
+# PostgreSQL refuses to run as root: run it as the 'postgres' user when we are root.
+as_pg() {
+	if [ "$(id -u)" -eq 0 ]; then
+		id postgres >/dev/null 2>&1 || useradd --system --home-dir "$PG_DIR" --shell /bin/sh postgres
+		chown -R postgres "$PG_DIR"
+		su postgres -s /bin/sh -c "$*"
+	else
+		sh -c "$*"
+	fi
+}
+
+cleanup() {
+	as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m immediate stop" >/dev/null 2>&1 || true
+	rm -rf "$PG_DIR"
+}
+trap cleanup EXIT
+
+log "starting PostgreSQL ($PG_BIN) on 127.0.0.1:$PG_PORT"
+as_pg "'$PG_BIN/initdb' -D '$PG_DIR/data' -U postgres -A trust -E UTF8 --no-sync" >"$PG_DIR/initdb.log" 2>&1 ||
+	{ cat "$PG_DIR/initdb.log" >&2; exit 1; }
+as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/server.log' -w -t 60 \
+	-o \"-p $PG_PORT -k '$PG_DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off\" start" >/dev/null ||
+	{ cat "$PG_DIR/server.log" >&2; exit 1; }
+
+export LUNA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+export LUNA_TEST_REQUIRE_POSTGRES=1
+
+if [ "$#" -eq 0 ]; then
+	set -- -race -timeout 30m ./...
+fi
+log "go test $*"
+go test "$@"
