@@ -1,0 +1,500 @@
+// Package credits is Luna's credit ledger: an append-only list of entries
+// per user, with two-phase holds modelled on TigerBeetle's pending transfers.
+//
+// A reply or an image first Reserves the most it can cost; when it is done it
+// Captures what it really cost (the rest of the hold is released in the same
+// step) or Releases everything. Reservations expire, and Sweeper voids the
+// expired ones so a crash never locks credits forever.
+//
+// users.credits_balance and users.credits_reserved are running sums of the
+// entries, kept in the same transaction as each entry. A CHECK constraint in
+// the schema keeps balance >= reserved >= 0, so available credits can never go
+// below zero whatever the concurrency; Audit recomputes every sum from the
+// entries.
+//
+// Every operation carries an idempotency key, unique per user. Repeating an
+// operation with the same key and the same request returns the first result
+// without changing anything; the same key with a different request fails with
+// ErrIdempotencyConflict.
+package credits
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"luna"
+	"luna/internal/store"
+)
+
+// Errors returned by the ledger. Those that are *luna.Error map directly to
+// API errors.
+var (
+	ErrInsufficientCredits = &luna.Error{Code: luna.CodeInsufficientCredits, Message: "Not enough credits."}
+	ErrIdempotencyConflict = &luna.Error{Code: luna.CodeConflict, Message: "This idempotency key was already used for a different request."}
+	ErrCaptureExceedsHold  = &luna.Error{Code: luna.CodeInvalidRequest, Message: "Capture amount exceeds the reserved amount."}
+	ErrReservationSettled  = &luna.Error{Code: luna.CodeConflict, Message: "The reservation is already settled."}
+	ErrInvalidAmount       = &luna.Error{Code: luna.CodeInvalidRequest, Message: "Invalid credit amount."}
+	ErrUserNotFound        = &luna.Error{Code: luna.CodeNotFound, Message: "User not found."}
+	ErrReservationNotFound = &luna.Error{Code: luna.CodeNotFound, Message: "Reservation not found."}
+)
+
+// Entry kinds, as stored in credit_entries.kind.
+const (
+	KindGrant   = "grant"   // credits added (sign-up, invite, operator grant)
+	KindReserve = "reserve" // a hold placed
+	KindCapture = "capture" // a hold settled: part or all of it spent, the rest released
+	KindRelease = "release" // a hold voided
+	KindExpire  = "expire"  // a hold voided by the sweeper after its expiry
+	KindAdjust  = "adjust"  // an operator correction, positive or negative
+)
+
+// Reservation statuses.
+const (
+	StatusActive   = "active"
+	StatusCaptured = "captured"
+	StatusReleased = "released"
+	StatusExpired  = "expired"
+)
+
+// Entry is one row of the ledger.
+type Entry struct {
+	ID             int64
+	UserID         string
+	Kind           string
+	BalanceDelta   int64
+	ReservedDelta  int64
+	ReservationID  string
+	IdempotencyKey string
+	Reference      string
+	Note           string
+	CreatedAt      time.Time
+}
+
+// Reservation is a hold on credits.
+type Reservation struct {
+	ID        string
+	UserID    string
+	Amount    int64
+	Captured  int64 // meaningful when Status is captured
+	Status    string
+	Reference string
+	ExpiresAt time.Time
+	CreatedAt time.Time
+	SettledAt *time.Time
+}
+
+// ChangeFunc is told after a commit that a user's credits changed.
+type ChangeFunc func(ctx context.Context, userID string)
+
+// Ledger runs credit operations against the database.
+type Ledger struct {
+	db       *store.DB
+	now      func() time.Time
+	onChange ChangeFunc
+}
+
+// Option configures a Ledger.
+type Option func(*Ledger)
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(l *Ledger) { l.now = now } }
+
+// WithChangeHook registers fn to be called after each committed change of a
+// user's credits (for live balance events).
+func WithChangeHook(fn ChangeFunc) Option { return func(l *Ledger) { l.onChange = fn } }
+
+// NewLedger returns a ledger on db.
+func NewLedger(db *store.DB, opts ...Option) *Ledger {
+	l := &Ledger{db: db, now: time.Now}
+	for _, opt := range opts {
+		opt(l)
+	}
+	return l
+}
+
+// Balance returns a user's credits.
+func (l *Ledger) Balance(ctx context.Context, userID string) (luna.Credits, error) {
+	return BalanceTx(ctx, l.db.DB, userID)
+}
+
+// Querier is what read helpers need: a *sql.DB or a *sql.Tx.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// BalanceTx returns a user's credits as seen by q.
+func BalanceTx(ctx context.Context, q Querier, userID string) (luna.Credits, error) {
+	var c luna.Credits
+	err := q.QueryRowContext(ctx, `SELECT credits_balance, credits_reserved FROM users WHERE id = $1`, userID).
+		Scan(&c.Balance, &c.Reserved)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrUserNotFound
+	}
+	if err != nil {
+		return c, fmt.Errorf("read balance: %w", err)
+	}
+	c.Available = c.Balance - c.Reserved
+	return c, nil
+}
+
+// GrantRequest adds credits to a user.
+type GrantRequest struct {
+	UserID         string
+	Amount         int64 // > 0
+	IdempotencyKey string
+	Reference      string
+	Note           string
+}
+
+// Grant adds credits in its own transaction.
+func (l *Ledger) Grant(ctx context.Context, req GrantRequest) (Entry, error) {
+	var entry Entry
+	err := l.inTx(ctx, req.UserID, func(tx *sql.Tx) (err error) {
+		entry, err = l.GrantTx(ctx, tx, req)
+		return err
+	})
+	return entry, err
+}
+
+// GrantTx adds credits inside the caller's transaction.
+func (l *Ledger) GrantTx(ctx context.Context, tx *sql.Tx, req GrantRequest) (Entry, error) {
+	if req.Amount <= 0 {
+		return Entry{}, ErrInvalidAmount
+	}
+	return l.applyBalanceChange(ctx, tx, KindGrant, req.UserID, req.Amount, req.IdempotencyKey, req.Reference, req.Note)
+}
+
+// AdjustRequest corrects a user's balance by a signed amount.
+type AdjustRequest struct {
+	UserID         string
+	Amount         int64 // != 0; negative removes credits, never below what is reserved
+	IdempotencyKey string
+	Note           string
+}
+
+// Adjust applies an operator correction in its own transaction.
+func (l *Ledger) Adjust(ctx context.Context, req AdjustRequest) (Entry, error) {
+	if req.Amount == 0 {
+		return Entry{}, ErrInvalidAmount
+	}
+	var entry Entry
+	err := l.inTx(ctx, req.UserID, func(tx *sql.Tx) (err error) {
+		entry, err = l.applyBalanceChange(ctx, tx, KindAdjust, req.UserID, req.Amount, req.IdempotencyKey, "", req.Note)
+		return err
+	})
+	return entry, err
+}
+
+func (l *Ledger) applyBalanceChange(ctx context.Context, tx *sql.Tx, kind, userID string, amount int64, key, reference, note string) (Entry, error) {
+	if key == "" {
+		key = uuid.NewString()
+	}
+	now := l.now()
+	entry := Entry{
+		UserID: userID, Kind: kind, BalanceDelta: amount, IdempotencyKey: key,
+		Reference: reference, Note: note, CreatedAt: now,
+	}
+	fingerprint := kind + "|" + strconv.FormatInt(amount, 10) + "|" + reference
+	first, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
+	if err != nil || !claimed {
+		return first, err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance + $2, updated_at = $3
+		WHERE id = $1 AND credits_balance + $2 >= credits_reserved`, userID, amount, store.NowMillis(now))
+	if err != nil {
+		return Entry{}, fmt.Errorf("%s: update balance: %w", kind, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Entry{}, l.whyNoUpdate(ctx, tx, userID)
+	}
+	return entry, nil
+}
+
+// ReserveRequest places a hold.
+type ReserveRequest struct {
+	UserID         string
+	Amount         int64         // > 0
+	TTL            time.Duration // how long the hold lives before the sweeper voids it
+	IdempotencyKey string
+	Reference      string // what the hold is for, e.g. "message:<id>"
+}
+
+// Reserve places a hold in its own transaction.
+func (l *Ledger) Reserve(ctx context.Context, req ReserveRequest) (Reservation, error) {
+	var r Reservation
+	err := l.inTx(ctx, req.UserID, func(tx *sql.Tx) (err error) {
+		r, err = l.ReserveTx(ctx, tx, req)
+		return err
+	})
+	return r, err
+}
+
+// ReserveTx places a hold inside the caller's transaction. It fails with
+// ErrInsufficientCredits when the user's available credits are below the
+// amount; nothing is written then.
+func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) (Reservation, error) {
+	if req.Amount <= 0 || req.TTL <= 0 {
+		return Reservation{}, ErrInvalidAmount
+	}
+	key := req.IdempotencyKey
+	if key == "" {
+		key = uuid.NewString()
+	}
+	now := l.now()
+	r := Reservation{
+		ID: uuid.NewString(), UserID: req.UserID, Amount: req.Amount, Status: StatusActive,
+		Reference: req.Reference, ExpiresAt: now.Add(req.TTL), CreatedAt: now,
+	}
+	// The reservation row goes first: the entry references it. If the key
+	// turns out to be taken, the caller's rollback (or ours, below) removes it.
+	_, err := tx.ExecContext(ctx, `INSERT INTO credit_reservations (id, user_id, amount, status, reference, expires_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		r.ID, r.UserID, r.Amount, r.Status, r.Reference, store.NowMillis(r.ExpiresAt), store.NowMillis(now))
+	if err != nil {
+		if store.IsForeignKeyViolation(err) {
+			return Reservation{}, ErrUserNotFound
+		}
+		return Reservation{}, fmt.Errorf("reserve: insert reservation: %w", err)
+	}
+	entry := Entry{
+		UserID: req.UserID, Kind: KindReserve, ReservedDelta: req.Amount, ReservationID: r.ID,
+		IdempotencyKey: key, Reference: req.Reference, CreatedAt: now,
+	}
+	fingerprint := KindReserve + "|" + strconv.FormatInt(req.Amount, 10) + "|" + req.Reference
+	first, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
+	if err != nil {
+		return Reservation{}, err
+	}
+	if !claimed {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM credit_reservations WHERE id = $1`, r.ID); err != nil {
+			return Reservation{}, fmt.Errorf("reserve: drop duplicate reservation: %w", err)
+		}
+		return getReservation(ctx, tx, first.ReservationID)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE users SET credits_reserved = credits_reserved + $2, updated_at = $3
+		WHERE id = $1 AND deleted_at IS NULL AND credits_balance - credits_reserved >= $2`,
+		req.UserID, req.Amount, store.NowMillis(now))
+	if err != nil {
+		return Reservation{}, fmt.Errorf("reserve: update user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Reservation{}, l.whyNoUpdate(ctx, tx, req.UserID)
+	}
+	return r, nil
+}
+
+// CaptureRequest settles a hold: Amount is spent, the rest is released.
+type CaptureRequest struct {
+	ReservationID  string
+	Amount         int64  // 0 <= Amount <= reserved
+	IdempotencyKey string // defaults to "capture:<reservation id>"
+	Note           string
+}
+
+// Capture settles a hold in its own transaction.
+func (l *Ledger) Capture(ctx context.Context, req CaptureRequest) (Reservation, error) {
+	var r Reservation
+	err := l.inTxReservation(ctx, req.ReservationID, func(tx *sql.Tx) (err error) {
+		r, err = l.CaptureTx(ctx, tx, req)
+		return err
+	})
+	return r, err
+}
+
+// CaptureTx settles a hold inside the caller's transaction.
+func (l *Ledger) CaptureTx(ctx context.Context, tx *sql.Tx, req CaptureRequest) (Reservation, error) {
+	if req.Amount < 0 {
+		return Reservation{}, ErrInvalidAmount
+	}
+	key := req.IdempotencyKey
+	if key == "" {
+		key = "capture:" + req.ReservationID
+	}
+	return l.settle(ctx, tx, req.ReservationID, KindCapture, StatusCaptured, req.Amount, key, req.Note)
+}
+
+// ReleaseRequest voids a hold.
+type ReleaseRequest struct {
+	ReservationID  string
+	IdempotencyKey string // defaults to "release:<reservation id>"
+	Note           string
+}
+
+// Release voids a hold in its own transaction.
+func (l *Ledger) Release(ctx context.Context, req ReleaseRequest) (Reservation, error) {
+	var r Reservation
+	err := l.inTxReservation(ctx, req.ReservationID, func(tx *sql.Tx) (err error) {
+		r, err = l.ReleaseTx(ctx, tx, req)
+		return err
+	})
+	return r, err
+}
+
+// ReleaseTx voids a hold inside the caller's transaction.
+func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) (Reservation, error) {
+	key := req.IdempotencyKey
+	if key == "" {
+		key = "release:" + req.ReservationID
+	}
+	return l.settle(ctx, tx, req.ReservationID, KindRelease, StatusReleased, 0, key, req.Note)
+}
+
+// settle moves an active reservation to a final status, spending `spend`
+// credits of it and releasing the rest, and appends the entry.
+func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, status string, spend int64, key, note string) (Reservation, error) {
+	r, err := getReservation(ctx, tx, reservationID)
+	if err != nil {
+		return Reservation{}, err
+	}
+	if spend > r.Amount {
+		return Reservation{}, ErrCaptureExceedsHold
+	}
+	now := l.now()
+	entry := Entry{
+		UserID: r.UserID, Kind: kind, BalanceDelta: -spend, ReservedDelta: -r.Amount,
+		ReservationID: r.ID, IdempotencyKey: key, Note: note, Reference: r.Reference, CreatedAt: now,
+	}
+	fingerprint := kind + "|" + r.ID + "|" + strconv.FormatInt(spend, 10)
+	_, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
+	if err != nil {
+		return Reservation{}, err
+	}
+	if !claimed {
+		return getReservation(ctx, tx, r.ID)
+	}
+	// The conditional update is what makes settling happen once: of two
+	// concurrent settlements (capture vs. sweeper, say) only one finds the
+	// reservation still active.
+	res, err := tx.ExecContext(ctx, `UPDATE credit_reservations SET status = $2, captured = $3, settled_at = $4
+		WHERE id = $1 AND status = 'active'`, r.ID, status, spend, store.NowMillis(now))
+	if err != nil {
+		return Reservation{}, fmt.Errorf("%s: update reservation: %w", kind, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Reservation{}, ErrReservationSettled
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance - $2,
+		credits_reserved = credits_reserved - $3, updated_at = $4 WHERE id = $1`,
+		r.UserID, spend, r.Amount, store.NowMillis(now))
+	if err != nil {
+		return Reservation{}, fmt.Errorf("%s: update user: %w", kind, err)
+	}
+	r.Status, r.Captured, r.SettledAt = status, spend, &now
+	return r, nil
+}
+
+// claimKey inserts entry unless its idempotency key is already used by the
+// same user. It returns claimed=true when the entry was inserted; otherwise
+// the first entry with that key, or ErrIdempotencyConflict when the first
+// request differs. On PostgreSQL a concurrent insert of the same key waits
+// for the other transaction and then sees its row.
+func claimKey(ctx context.Context, tx *sql.Tx, entry *Entry, fingerprint string) (first Entry, claimed bool, err error) {
+	var reservationID any
+	if entry.ReservationID != "" {
+		reservationID = entry.ReservationID
+	}
+	err = tx.QueryRowContext(ctx, `INSERT INTO credit_entries
+		(user_id, kind, balance_delta, reserved_delta, reservation_id, idempotency_key, fingerprint, reference, note, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (user_id, idempotency_key) DO NOTHING
+		RETURNING id`,
+		entry.UserID, entry.Kind, entry.BalanceDelta, entry.ReservedDelta, reservationID,
+		entry.IdempotencyKey, fingerprint, entry.Reference, entry.Note, store.NowMillis(entry.CreatedAt),
+	).Scan(&entry.ID)
+	if err == nil {
+		return *entry, true, nil
+	}
+	if store.IsForeignKeyViolation(err) {
+		return Entry{}, false, ErrUserNotFound
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, false, fmt.Errorf("%s: insert entry: %w", entry.Kind, err)
+	}
+	var firstFingerprint string
+	var firstReservation sql.NullString
+	var createdAt int64
+	err = tx.QueryRowContext(ctx, `SELECT id, kind, balance_delta, reserved_delta, reservation_id, fingerprint, reference, note, created_at
+		FROM credit_entries WHERE user_id = $1 AND idempotency_key = $2`, entry.UserID, entry.IdempotencyKey).
+		Scan(&first.ID, &first.Kind, &first.BalanceDelta, &first.ReservedDelta, &firstReservation,
+			&firstFingerprint, &first.Reference, &first.Note, &createdAt)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("%s: read entry for idempotency key: %w", entry.Kind, err)
+	}
+	if firstFingerprint != fingerprint {
+		return Entry{}, false, ErrIdempotencyConflict
+	}
+	first.UserID, first.IdempotencyKey = entry.UserID, entry.IdempotencyKey
+	first.ReservationID, first.CreatedAt = firstReservation.String, store.Time(createdAt)
+	return first, false, nil
+}
+
+// whyNoUpdate explains a conditional user update that matched no row.
+func (l *Ledger) whyNoUpdate(ctx context.Context, tx *sql.Tx, userID string) error {
+	var deleted sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT deleted_at FROM users WHERE id = $1`, userID).Scan(&deleted)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && deleted.Valid) {
+		return ErrUserNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("read user: %w", err)
+	}
+	return ErrInsufficientCredits
+}
+
+func getReservation(ctx context.Context, q Querier, id string) (Reservation, error) {
+	var r Reservation
+	var captured, settled sql.NullInt64
+	var expires, created int64
+	err := q.QueryRowContext(ctx, `SELECT id, user_id, amount, captured, status, reference, expires_at, created_at, settled_at
+		FROM credit_reservations WHERE id = $1`, id).
+		Scan(&r.ID, &r.UserID, &r.Amount, &captured, &r.Status, &r.Reference, &expires, &created, &settled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, ErrReservationNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("read reservation: %w", err)
+	}
+	r.Captured, r.ExpiresAt, r.CreatedAt, r.SettledAt = captured.Int64, store.Time(expires), store.Time(created), store.NullTime(settled)
+	return r, nil
+}
+
+// GetReservation returns a reservation by id.
+func (l *Ledger) GetReservation(ctx context.Context, id string) (Reservation, error) {
+	return getReservation(ctx, l.db.DB, id)
+}
+
+// inTx runs fn in a transaction and reports the change on success.
+func (l *Ledger) inTx(ctx context.Context, userID string, fn func(tx *sql.Tx) error) error {
+	if err := l.db.InTx(ctx, fn); err != nil {
+		return err
+	}
+	l.changed(ctx, userID)
+	return nil
+}
+
+func (l *Ledger) inTxReservation(ctx context.Context, reservationID string, fn func(tx *sql.Tx) error) error {
+	var userID string
+	err := l.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT user_id FROM credit_reservations WHERE id = $1`, reservationID).Scan(&userID)
+	})
+	if err != nil {
+		return err
+	}
+	l.changed(ctx, userID)
+	return nil
+}
+
+func (l *Ledger) changed(ctx context.Context, userID string) {
+	if l.onChange != nil && userID != "" {
+		l.onChange(ctx, userID)
+	}
+}
