@@ -18,7 +18,10 @@ const (
 	CodeForbidden            = "forbidden"              // 403
 	CodeNotFound             = "not_found"              // 404
 	CodeMethodNotAllowed     = "method_not_allowed"     // 405
+	CodeInviteRequired       = "invite_required"        // 403: sign-up needs a valid, unused invite code
+	CodeSignupClosed         = "signup_closed"          // 403: sign-up is closed
 	CodeConflict             = "conflict"               // 409
+	CodeEmailTaken           = "email_taken"            // 409: an account with this email exists
 	CodeGenerationInProgress = "generation_in_progress" // 409
 	CodePayloadTooLarge      = "payload_too_large"      // 413
 	CodeUnsupportedMedia     = "unsupported_media_type" // 415
