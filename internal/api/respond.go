@@ -1,0 +1,145 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+
+	"luna"
+)
+
+// statusByCode maps every stable error code to its HTTP status.
+var statusByCode = map[string]int{
+	luna.CodeInvalidRequest:       http.StatusBadRequest,
+	luna.CodeUnauthorized:         http.StatusUnauthorized,
+	luna.CodeInsufficientCredits:  http.StatusPaymentRequired,
+	luna.CodeForbidden:            http.StatusForbidden,
+	luna.CodeInviteRequired:       http.StatusForbidden,
+	luna.CodeSignupClosed:         http.StatusForbidden,
+	luna.CodeNotFound:             http.StatusNotFound,
+	luna.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	luna.CodeConflict:             http.StatusConflict,
+	luna.CodeEmailTaken:           http.StatusConflict,
+	luna.CodeGenerationInProgress: http.StatusConflict,
+	luna.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
+	luna.CodeUnsupportedMedia:     http.StatusUnsupportedMediaType,
+	luna.CodeRateLimited:          http.StatusTooManyRequests,
+	luna.CodeInternal:             http.StatusInternalServerError,
+	luna.CodeModelUnavailable:     http.StatusBadGateway,
+	luna.CodeUpstreamUnavailable:  http.StatusServiceUnavailable,
+	luna.CodeUnavailable:          http.StatusServiceUnavailable,
+}
+
+// StatusForCode returns the HTTP status of an error code.
+func StatusForCode(code string) int {
+	if status, ok := statusByCode[code]; ok {
+		return status
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// writeJSON writes v as the JSON response body with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v) //nolint:errcheck // the client went away; nothing to do
+}
+
+// writeError answers with the error shape. Errors that are not *luna.Error
+// are internal: they are logged once, with the request id, and the client
+// gets a generic message.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code, message := luna.ErrorCode(err), luna.ErrorMessage(err)
+	status := StatusForCode(code)
+	if status >= 500 {
+		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+			"request_id", requestID(r.Context()), "err", err)
+	}
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message}})
+}
+
+func errorf(code, format string, args ...any) error { return luna.Errorf(code, format, args...) }
+
+// decodeJSON reads the request body into dst: JSON only, at most
+// s.maxBodyBytes, no unknown fields, exactly one value.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mediaType, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mediaType != "application/json" && !strings.HasSuffix(mediaType, "+json")) {
+			return errorf(luna.CodeUnsupportedMedia, "Send the request body as application/json.")
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, s.maxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return jsonError(err)
+		}
+		return errorf(luna.CodeInvalidRequest, "The request body must hold a single JSON object.")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a message a client developer can act on.
+func jsonError(err error) error {
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return errorf(luna.CodePayloadTooLarge, "The request body is larger than %d bytes.", tooLarge.Limit)
+	case errors.Is(err, io.EOF):
+		return errorf(luna.CodeInvalidRequest, "The request body is empty; send a JSON object.")
+	case errors.As(err, &syntaxErr):
+		return errorf(luna.CodeInvalidRequest, "Malformed JSON at byte %d.", syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(luna.CodeInvalidRequest, "Malformed JSON: the body ends too early.")
+	case errors.As(err, &typeErr):
+		if typeErr.Field != "" {
+			return errorf(luna.CodeInvalidRequest, "Field %q must be of type %s.", typeErr.Field, jsonType(typeErr.Type.Kind().String()))
+		}
+		return errorf(luna.CodeInvalidRequest, "The request body must be a JSON object.")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return errorf(luna.CodeInvalidRequest, "Unknown field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return errorf(luna.CodeInvalidRequest, "Malformed JSON.")
+	}
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	default:
+		return "number"
+	}
+}
+
+// discardLogger is used when no logger is configured.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

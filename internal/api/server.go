@@ -1,0 +1,142 @@
+// Package api is Luna's HTTP API: the routes of DESIGN section 7, their
+// JSON shapes and error codes, authentication, and the OpenAPI document that
+// describes them.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"luna"
+	"luna/internal/accounts"
+	"luna/internal/clerk"
+	"luna/internal/credits"
+	"luna/internal/store"
+)
+
+// Authenticator maps a bearer token to a user. It returns an error with code
+// unauthorized for a token it does not accept.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (luna.User, error)
+}
+
+// Config is what the API needs from the rest of Luna.
+type Config struct {
+	DB            *store.DB
+	Accounts      *accounts.Service
+	Ledger        *credits.Ledger
+	Authenticator Authenticator
+	// AuthMode is "local" (built-in accounts: sign-up, login, logout
+	// routes work) or "clerk" (those routes answer not_found and
+	// ClerkWebhooks verifies webhook deliveries).
+	AuthMode      string
+	ClerkWebhooks *clerk.WebhookVerifier
+	Logger        *slog.Logger
+	// MaxBodyBytes limits JSON request bodies; default 64 KiB.
+	MaxBodyBytes int64
+	// AuthRateLimit is how many sign-up/login attempts one client address
+	// may make per minute; default 20.
+	AuthRateLimit int
+}
+
+// Server serves the API.
+type Server struct {
+	db            *store.DB
+	accounts      *accounts.Service
+	ledger        *credits.Ledger
+	authenticator Authenticator
+	authMode      string
+	clerkWebhooks *clerk.WebhookVerifier
+	logger        *slog.Logger
+	maxBodyBytes  int64
+	authLimiter   *rateLimiter
+	handler       http.Handler
+}
+
+// Auth modes.
+const (
+	AuthLocal = "local"
+	AuthClerk = "clerk"
+)
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	s := &Server{
+		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
+		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
+	}
+	if s.logger == nil {
+		s.logger = discardLogger()
+	}
+	if s.maxBodyBytes <= 0 {
+		s.maxBodyBytes = 64 << 10
+	}
+	perMinute := cfg.AuthRateLimit
+	if perMinute <= 0 {
+		perMinute = 20
+	}
+	s.authLimiter = newRateLimiter(perMinute, time.Minute)
+	s.handler = s.routes()
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// route is one entry of the API: the OpenAPI test checks that each one is
+// documented.
+type route struct {
+	method  string
+	path    string // net/http pattern path, e.g. /v1/conversations/{id}
+	auth    bool   // needs a signed-in user
+	handler http.HandlerFunc
+}
+
+// Routes lists every API route; it is the single place they are declared.
+func (s *Server) routeTable() []route {
+	return []route{
+		{"GET", "/healthz", false, s.handleHealthz},
+		{"GET", "/readyz", false, s.handleReadyz},
+		{"GET", "/openapi.json", false, s.handleOpenAPI},
+
+		{"POST", "/v1/auth/signup", false, s.limitAuth(s.handleSignup)},
+		{"POST", "/v1/auth/login", false, s.limitAuth(s.handleLogin)},
+		{"POST", "/v1/auth/logout", true, s.handleLogout},
+		{"POST", "/v1/webhooks/clerk", false, s.handleClerkWebhook},
+
+		{"GET", "/v1/me", true, s.handleMe},
+		{"GET", "/v1/models", true, s.handleListModels},
+	}
+}
+
+// RouteKey identifies a route as "METHOD /path".
+func (r route) key() string { return r.method + " " + r.path }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	methodsByPath := map[string][]string{}
+	for _, rt := range s.routeTable() {
+		h := http.Handler(rt.handler)
+		if rt.auth {
+			h = s.requireUser(h)
+		}
+		mux.Handle(rt.key(), h)
+		methodsByPath[rt.path] = append(methodsByPath[rt.path], rt.method)
+	}
+	// Same path, other method: 405 in the error shape (the mux's own answer
+	// would be plain text).
+	for path, methods := range methodsByPath {
+		mux.Handle(path, methodNotAllowed(s, methods))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errorf(luna.CodeNotFound, "No route %s %s.", r.Method, r.URL.Path))
+	})
+	var h http.Handler = mux
+	h = s.recoverPanics(h)
+	h = s.logRequests(h)
+	h = securityHeaders(h)
+	h = withRequestID(h)
+	return h
+}

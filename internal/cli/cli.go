@@ -1,0 +1,212 @@
+// Package cli is the `luna` command: `serve` runs the server, `migrate`
+// prepares a database, and the admin commands (users, credits, invites)
+// let the operator manage a beta from the shell.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"luna/internal/accounts"
+	"luna/internal/api"
+	"luna/internal/app"
+	"luna/internal/credits"
+	"luna/internal/store"
+)
+
+// Env is the process environment the command runs in.
+type Env struct {
+	Args   []string // without the program name
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ErrUsage marks a command-line mistake; main exits with status 2.
+var ErrUsage = errors.New("usage error")
+
+// ErrAuditFailed is returned when `luna credits audit` finds mismatches.
+var ErrAuditFailed = errors.New("credit audit found mismatches")
+
+const usage = `Luna: a self-hosted backend for an AI chat app.
+
+Usage:
+  luna serve [flags]                     run the server (see luna serve --help)
+  luna migrate [flags]                   apply database migrations and exit
+  luna users list [--limit N]            list users with their credits
+  luna credits grant --user ID|EMAIL --amount N [--note TEXT] [--key KEY]
+  luna credits audit                     recompute every balance from the ledger; exit 1 on mismatch
+  luna invites create [--uses N] [--credits N] [--expires 720h] [--count N] [--note TEXT]
+  luna invites list
+
+Every command takes --database-url and --data-dir (env LUNA_DATABASE_URL, LUNA_DATA_DIR).
+`
+
+// Run runs the luna command.
+func Run(ctx context.Context, env Env) error {
+	if len(env.Args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return ErrUsage
+	}
+	cmd, rest := env.Args[0], env.Args[1:]
+	sub := ""
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		sub = rest[0]
+	}
+	switch {
+	case cmd == "serve":
+		return runServe(ctx, env, rest)
+	case cmd == "migrate":
+		return runMigrate(ctx, env, rest)
+	case cmd == "users" && sub == "list":
+		return runUsersList(ctx, env, rest[1:])
+	case cmd == "credits" && sub == "grant":
+		return runCreditsGrant(ctx, env, rest[1:])
+	case cmd == "credits" && sub == "audit":
+		return runCreditsAudit(ctx, env, rest[1:])
+	case cmd == "invites" && sub == "create":
+		return runInvitesCreate(ctx, env, rest[1:])
+	case cmd == "invites" && sub == "list":
+		return runInvitesList(ctx, env, rest[1:])
+	case cmd == "help" || cmd == "-h" || cmd == "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(env.Stderr, "luna: unknown command %q\n\n%s", strings.TrimSpace(cmd+" "+sub), usage)
+		return ErrUsage
+	}
+}
+
+// dbFlags are shared by every command that opens the database.
+type dbFlags struct {
+	dataDir     string
+	databaseURL string
+}
+
+func (d *dbFlags) register(fs *flagSet) {
+	fs.String(&d.dataDir, "data-dir", "./data", "directory for the SQLite database and local files")
+	fs.String(&d.databaseURL, "database-url", "", "empty for SQLite in the data dir, or postgres://user:pass@host/db")
+}
+
+// openDB opens and migrates the database for an admin command.
+func (d *dbFlags) open(ctx context.Context) (*store.DB, error) {
+	db, err := store.Open(ctx, d.databaseURL, d.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func parseFlags(fs *flagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		fmt.Fprintf(stderr, "luna %s: %v\n", fs.Name(), err)
+		return ErrUsage
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+}
+
+func runServe(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet("serve", env.Getenv)
+	var db dbFlags
+	db.register(fs)
+	var cfg app.Config
+	var parties, logLevel, logFormat string
+	fs.String(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address; 127.0.0.1:0 picks a free port")
+	fs.String(&cfg.Auth, "auth", api.AuthLocal, "identity: local (built-in email + password accounts) or clerk")
+	fs.String(&cfg.SignupMode, "signup-mode", accounts.SignupOpen, "built-in accounts: open, invite (invite code required) or closed")
+	fs.Int64(&cfg.InitialCredits, "initial-credits", 1000, "credits granted once to every new user")
+	fs.Duration(&cfg.SessionTTL, "session-ttl", 30*24*time.Hour, "lifetime of a built-in session token")
+	fs.String(&cfg.ModelsFile, "models-file", "", "TOML file of text models (see config/models.example.toml)")
+	fs.String(&cfg.ClerkIssuer, "clerk-issuer", "", "Clerk: expected token issuer (your Frontend API URL)")
+	fs.String(&cfg.ClerkJWKSURL, "clerk-jwks-url", "", "Clerk: JWKS URL, e.g. https://<frontend-api>/.well-known/jwks.json")
+	fs.String(&cfg.ClerkPublicKey, "clerk-public-key", "", "Clerk: PEM public key, instead of a JWKS URL (networkless)")
+	fs.String(&parties, "clerk-authorized-parties", "", "Clerk: comma-separated allowed azp origins (tokens without azp are accepted)")
+	fs.String(&cfg.ClerkWebhookSecret, "clerk-webhook-secret", "", "Clerk: webhook signing secret (whsec_...)")
+	fs.Int64(&cfg.MaxBodyBytes, "max-body-bytes", 64<<10, "largest JSON request body")
+	fs.Int(&cfg.AuthRateLimit, "auth-rate-limit", 20, "sign-up and login attempts per client address per minute")
+	fs.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long running requests may finish on SIGINT/SIGTERM")
+	fs.Duration(&cfg.SweepInterval, "sweep-interval", 30*time.Second, "how often expired credit reservations are voided")
+	fs.String(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.String(&logFormat, "log-format", "text", "text or json")
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
+		return err
+	}
+	logger, err := newLogger(env.Stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "luna serve: %v\n", err)
+		return ErrUsage
+	}
+	cfg.DataDir, cfg.DatabaseURL = db.dataDir, db.databaseURL
+	cfg.ClerkAuthorizedParties = splitList(parties)
+	cfg.Getenv, cfg.Logger = env.Getenv, logger
+
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := a.Listen()
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx, ln)
+}
+
+func runMigrate(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet("migrate", env.Getenv)
+	var d dbFlags
+	d.register(fs)
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, d.databaseURL, d.dataDir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	version, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%s at %s: applied %d migrations, schema version %d\n", db.Dialect, db.Location, applied, version)
+	return nil
+}
+
+// newAccounts builds the account service for admin commands.
+func newAccounts(db *store.DB, ledger *credits.Ledger) (*accounts.Service, error) {
+	return accounts.NewService(db, ledger, accounts.Config{SignupMode: accounts.SignupOpen}, nil, nil)
+}
