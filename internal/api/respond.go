@@ -1,13 +1,16 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"luna"
 )
@@ -76,7 +79,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func errorf(code, format string, args ...any) error { return luna.Errorf(code, format, args...) }
 
 // decodeJSON reads the request body into dst: JSON only, at most
-// s.maxBodyBytes, no unknown fields, exactly one value.
+// s.maxBodyBytes, valid UTF-8, one object, no unknown fields.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mediaType, _, err := mime.ParseMediaType(ct)
@@ -84,20 +87,63 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) err
 			return errorf(luna.CodeUnsupportedMedia, "Send the request body as application/json.")
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, s.maxBodyBytes)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBodyBytes))
+	if err != nil {
+		return jsonError(err)
+	}
+	trimmed := bytes.TrimSpace(data)
+	switch {
+	case len(trimmed) == 0:
+		return errorf(luna.CodeInvalidRequest, "The request body is empty; send a JSON object.")
+	case !utf8.Valid(trimmed):
+		return errorf(luna.CodeInvalidRequest, "The request body is not valid UTF-8.")
+	case trimmed[0] != '{':
+		return errorf(luna.CodeInvalidRequest, "The request body must be a JSON object.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
 	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return jsonError(err)
-		}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errorf(luna.CodeInvalidRequest, "The request body must hold a single JSON object.")
 	}
+	// PostgreSQL text cannot hold NUL characters; refuse them here rather
+	// than fail deep inside a write.
+	if hasNUL(reflect.ValueOf(dst)) {
+		return errorf(luna.CodeInvalidRequest, "Text must not contain NUL (\\u0000) characters.")
+	}
 	return nil
+}
+
+// hasNUL reports whether any string reachable from v contains a NUL byte.
+func hasNUL(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		return strings.IndexByte(v.String(), 0) >= 0
+	case reflect.Pointer, reflect.Interface:
+		return !v.IsNil() && hasNUL(v.Elem())
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if hasNUL(v.Field(i)) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if hasNUL(v.Index(i)) {
+				return true
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			if hasNUL(iter.Key()) || hasNUL(iter.Value()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // jsonError turns a decoding error into a message a client developer can act on.

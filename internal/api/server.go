@@ -94,7 +94,7 @@ type route struct {
 	handler http.HandlerFunc
 }
 
-// Routes lists every API route; it is the single place they are declared.
+// routeTable lists every API route; it is the single place they are declared.
 func (s *Server) routeTable() []route {
 	return []route{
 		{"GET", "/healthz", false, s.handleHealthz},
@@ -109,6 +109,22 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/me", true, s.handleMe},
 		{"GET", "/v1/models", true, s.handleListModels},
 	}
+}
+
+// RouteInfo describes one API route.
+type RouteInfo struct {
+	Method string
+	Path   string
+	Auth   bool // needs a signed-in user
+}
+
+// Routes lists the API's routes, for the OpenAPI check and for tests.
+func (s *Server) Routes() []RouteInfo {
+	var list []RouteInfo
+	for _, rt := range s.routeTable() {
+		list = append(list, RouteInfo{Method: rt.method, Path: rt.path, Auth: rt.auth})
+	}
+	return list
 }
 
 // RouteKey identifies a route as "METHOD /path".

@@ -56,7 +56,7 @@ type App struct {
 	logger  *slog.Logger
 	db      *store.DB
 	ledger  *credits.Ledger
-	handler http.Handler
+	api     *api.Server
 }
 
 // New prepares Luna: database open and migrated, models synced, services and
@@ -139,12 +139,15 @@ func (a *App) init(ctx context.Context) error {
 	default:
 		return fmt.Errorf("auth %q: want local or clerk", cfg.Auth)
 	}
-	a.handler = api.New(apiCfg)
+	a.api = api.New(apiCfg)
 	return nil
 }
 
 // Handler is the HTTP handler of the API.
-func (a *App) Handler() http.Handler { return a.handler }
+func (a *App) Handler() http.Handler { return a.api }
+
+// Routes lists the API's routes.
+func (a *App) Routes() []api.RouteInfo { return a.api.Routes() }
 
 // DB is the app's database.
 func (a *App) DB() *store.DB { return a.db }
@@ -169,7 +172,7 @@ func (a *App) Listen() (net.Listener, error) {
 // ShutdownTimeout to finish.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.handler,
+		Handler:           a.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
