@@ -19,15 +19,11 @@ func runUsersList(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return err
 	}
-	db, err := d.open(ctx)
+	svc, _, closeDB, err := d.openServices(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, err := newAccounts(db, credits.NewLedger(db))
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	users, err := svc.ListUsers(ctx, limit)
 	if err != nil {
 		return err
@@ -62,16 +58,11 @@ func runCreditsGrant(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(env.Stderr, "luna credits grant: --user and a positive --amount are required")
 		return ErrUsage
 	}
-	db, err := d.open(ctx)
+	svc, ledger, closeDB, err := d.openServices(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	ledger := credits.NewLedger(db)
-	svc, err := newAccounts(db, ledger)
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	u, err := svc.FindUser(ctx, user)
 	if err != nil {
 		return fmt.Errorf("user %q: %w", user, err)
@@ -100,12 +91,12 @@ func runCreditsAudit(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return err
 	}
-	db, err := d.open(ctx)
+	_, ledger, closeDB, err := d.openServices(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	report, err := credits.NewLedger(db).Audit(ctx)
+	defer closeDB()
+	report, err := ledger.Audit(ctx)
 	if err != nil {
 		return err
 	}
@@ -137,15 +128,11 @@ func runInvitesCreate(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(env.Stderr, "luna invites create: --uses >= 1, --credits >= 0, --expires >= 0 and 1 <= --count <= 1000")
 		return ErrUsage
 	}
-	db, err := d.open(ctx)
+	svc, _, closeDB, err := d.openServices(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, err := newAccounts(db, credits.NewLedger(db))
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	for range count {
 		inv, err := svc.CreateInvite(ctx, req)
 		if err != nil {
@@ -163,15 +150,11 @@ func runInvitesList(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return err
 	}
-	db, err := d.open(ctx)
+	svc, _, closeDB, err := d.openServices(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, err := newAccounts(db, credits.NewLedger(db))
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	invites, err := svc.ListInvites(ctx)
 	if err != nil {
 		return err

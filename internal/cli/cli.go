@@ -206,7 +206,18 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-// newAccounts builds the account service for admin commands.
-func newAccounts(db *store.DB, ledger *credits.Ledger) (*accounts.Service, error) {
-	return accounts.NewService(db, ledger, accounts.Config{SignupMode: accounts.SignupOpen}, nil, nil)
+// openServices opens and migrates the database for an admin command and
+// builds the services it uses; closeDB releases them.
+func (d *dbFlags) openServices(ctx context.Context) (svc *accounts.Service, ledger *credits.Ledger, closeDB func(), err error) {
+	db, err := d.open(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ledger = credits.NewLedger(db)
+	svc, err = accounts.NewService(db, ledger, accounts.Config{SignupMode: accounts.SignupOpen}, nil, nil)
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return svc, ledger, func() { db.Close() }, nil
 }
