@@ -52,11 +52,11 @@ type Config struct {
 
 // App is a running Luna.
 type App struct {
-	cfg     Config
-	logger  *slog.Logger
-	db      *store.DB
-	ledger  *credits.Ledger
-	api     *api.Server
+	cfg    Config
+	logger *slog.Logger
+	db     *store.DB
+	ledger *credits.Ledger
+	api    *api.Server
 }
 
 // New prepares Luna: database open and migrated, models synced, services and
