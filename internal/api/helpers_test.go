@@ -17,9 +17,10 @@ import (
 
 // testServer is a whole Luna (app.New) behind real HTTP on loopback.
 type testServer struct {
-	t   *testing.T
-	app *app.App
-	url string
+	t     *testing.T
+	app   *app.App
+	url   string
+	dbURL string
 }
 
 // newTestServer starts Luna on a fresh database of the given dialect.

@@ -7,12 +7,15 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"luna"
 	"luna/internal/accounts"
+	"luna/internal/chat"
 	"luna/internal/clerk"
 	"luna/internal/credits"
+	"luna/internal/events"
 	"luna/internal/store"
 )
 
@@ -28,6 +31,10 @@ type Config struct {
 	Accounts      *accounts.Service
 	Ledger        *credits.Ledger
 	Authenticator Authenticator
+	Chat          *chat.Service
+	Bus           *events.Bus
+	// HeartbeatEvery is the idle interval of SSE heartbeats; default 15s.
+	HeartbeatEvery time.Duration
 	// AuthMode is "local" (built-in accounts: sign-up, login, logout
 	// routes work) or "clerk" (those routes answer not_found and
 	// ClerkWebhooks verifies webhook deliveries).
@@ -43,16 +50,21 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	db            *store.DB
-	accounts      *accounts.Service
-	ledger        *credits.Ledger
-	authenticator Authenticator
-	authMode      string
-	clerkWebhooks *clerk.WebhookVerifier
-	logger        *slog.Logger
-	maxBodyBytes  int64
-	authLimiter   *rateLimiter
-	handler       http.Handler
+	db             *store.DB
+	accounts       *accounts.Service
+	ledger         *credits.Ledger
+	authenticator  Authenticator
+	authMode       string
+	clerkWebhooks  *clerk.WebhookVerifier
+	logger         *slog.Logger
+	maxBodyBytes   int64
+	authLimiter    *rateLimiter
+	handler        http.Handler
+	chat           *chat.Service
+	bus            *events.Bus
+	heartbeatEvery time.Duration
+	streamsDone    chan struct{}
+	closeStreams   sync.Once
 }
 
 // Auth modes.
@@ -66,6 +78,10 @@ func New(cfg Config) *Server {
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
 		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
+		chat: cfg.Chat, bus: cfg.Bus, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
+	}
+	if s.heartbeatEvery <= 0 {
+		s.heartbeatEvery = 15 * time.Second
 	}
 	if s.logger == nil {
 		s.logger = discardLogger()
@@ -108,6 +124,17 @@ func (s *Server) routeTable() []route {
 
 		{"GET", "/v1/me", true, s.handleMe},
 		{"GET", "/v1/models", true, s.handleListModels},
+
+		{"POST", "/v1/conversations", true, s.handleCreateConversation},
+		{"GET", "/v1/conversations", true, s.handleListConversations},
+		{"GET", "/v1/conversations/{id}", true, s.handleGetConversation},
+		{"PATCH", "/v1/conversations/{id}", true, s.handleRenameConversation},
+		{"GET", "/v1/conversations/{id}/messages", true, s.handleListMessages},
+		{"POST", "/v1/conversations/{id}/messages", true, s.handleSendMessage},
+		{"GET", "/v1/messages/{id}", true, s.handleGetMessage},
+		{"GET", "/v1/messages/{id}/stream", true, s.handleMessageStream},
+		{"POST", "/v1/messages/{id}/cancel", true, s.handleCancelMessage},
+		{"GET", "/v1/events", true, s.handleEvents},
 	}
 }
 

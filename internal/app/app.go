@@ -6,18 +6,24 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"luna/internal/accounts"
 	"luna/internal/api"
+	"luna/internal/chat"
 	"luna/internal/clerk"
 	"luna/internal/credits"
+	"luna/internal/events"
+	"luna/internal/llm"
+	"luna/internal/llm/demo"
 	"luna/internal/models"
 	"luna/internal/store"
 )
@@ -46,17 +52,27 @@ type Config struct {
 	ShutdownTimeout time.Duration // how long running requests get on SIGTERM
 	SweepInterval   time.Duration // how often expired credit holds are voided
 
+	Chat chat.Config // generation engine tuning; zero values take defaults
+	// Demo mounts the built-in demo model endpoint and registers the demo
+	// model. It is on when no models file is given.
+	Demo bool
+
 	Getenv func(string) string // for api_key_env in the models file
 	Logger *slog.Logger
 }
 
 // App is a running Luna.
 type App struct {
-	cfg    Config
-	logger *slog.Logger
-	db     *store.DB
-	ledger *credits.Ledger
-	api    *api.Server
+	cfg      Config
+	logger   *slog.Logger
+	db       *store.DB
+	ledger   *credits.Ledger
+	bus      *events.Bus
+	chat     *chat.Service
+	api      *api.Server
+	handler  http.Handler
+	bgCtx    context.Context // lives until Close: the event listener
+	bgCancel context.CancelFunc
 }
 
 // New prepares Luna: database open and migrated, models synced, services and
@@ -77,8 +93,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, logger: logger, db: db}
+	a.bgCtx, a.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := a.init(ctx); err != nil {
-		db.Close()
+		a.Close()
 		return nil, err
 	}
 	return a, nil
@@ -104,6 +121,20 @@ func (a *App) init(ctx context.Context) error {
 	}
 
 	a.ledger = credits.NewLedger(a.db)
+	if a.db.Dialect == store.Postgres {
+		bus, ready := events.NewPostgres(a.bgCtx, a.db.DB, cfg.DatabaseURL, logger)
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			logger.Warn("event listener not connected yet; live events may be late")
+		}
+		a.bus = bus
+	} else {
+		a.bus = events.NewLocal()
+	}
+	instanceID := newInstanceID()
+	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger), instanceID, cfg.Chat, logger)
+	logger.Info("instance", "id", instanceID)
 	accountService, err := accounts.NewService(a.db, a.ledger, accounts.Config{
 		SignupMode: cfg.SignupMode, InitialCredits: cfg.InitialCredits, SessionTTL: cfg.SessionTTL,
 	}, nil, logger)
@@ -112,7 +143,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 
 	apiCfg := api.Config{
-		DB: a.db, Accounts: accountService, Ledger: a.ledger, AuthMode: cfg.Auth, Logger: logger,
+		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit,
 	}
 	switch cfg.Auth {
@@ -140,11 +171,57 @@ func (a *App) init(ctx context.Context) error {
 		return fmt.Errorf("auth %q: want local or clerk", cfg.Auth)
 	}
 	a.api = api.New(apiCfg)
+	a.handler = a.api
+	if cfg.Demo {
+		mux := http.NewServeMux()
+		mux.Handle(demoPrefix+"/", http.StripPrefix(demoPrefix, demo.NewHandler(demo.Options{Logger: logger})))
+		mux.Handle("/", a.api)
+		a.handler = mux
+	}
 	return nil
 }
 
-// Handler is the HTTP handler of the API.
-func (a *App) Handler() http.Handler { return a.api }
+// demoPrefix is where the demo model's OpenAI-compatible endpoint lives.
+const demoPrefix = "/demo/v1"
+
+// DemoModelID is the id of the built-in demo model.
+const DemoModelID = "luna-demo"
+
+// RegisterDemoModel makes the demo model (served by this app under
+// baseURL+"/demo/v1") the active model. Serve calls it with its own address
+// when Config.Demo is set; tests call it with theirs.
+func (a *App) RegisterDemoModel(ctx context.Context, baseURL string) error {
+	m := models.Model{
+		ID: DemoModelID, DisplayName: "Luna Demo (placeholder text)", Demo: true, Active: true,
+		Description: "A built-in demo that streams placeholder text, so Luna works without a GPU. Configure real models with --models-file.",
+		BaseURL:     baseURL + demoPrefix, ServedModelName: demo.ModelName,
+		ContextTokens: 8192, MaxOutputTokens: 512, MillicreditsPer1K: models.DefaultMillicreditsPer1K,
+		FirstTokenTimeout: 10 * time.Second,
+	}
+	if err := models.Sync(ctx, a.db, []models.Model{m}, time.Now()); err != nil {
+		return err
+	}
+	a.logger.Info("DEMO MODE: no models file given; serving the built-in demo model (placeholder text, no GPU)", "model", DemoModelID)
+	return nil
+}
+
+func newInstanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b) //nolint:errcheck // crypto/rand does not fail
+	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
+}
+
+// Handler is the HTTP handler of the API (and of the demo endpoint, in
+// demo mode).
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Chat is the app's chat service.
+func (a *App) Chat() *chat.Service { return a.chat }
+
+// RunBackground runs the chat engine's background work until ctx ends
+// (Serve does this itself; tests that use Handler call it).
+func (a *App) RunBackground(ctx context.Context) { a.chat.Run(ctx) }
 
 // Routes lists the API's routes.
 func (a *App) Routes() []api.RouteInfo { return a.api.Routes() }
@@ -155,8 +232,11 @@ func (a *App) DB() *store.DB { return a.db }
 // Ledger is the app's credit ledger.
 func (a *App) Ledger() *credits.Ledger { return a.ledger }
 
-// Close releases the database.
-func (a *App) Close() error { return a.db.Close() }
+// Close stops the event listener and releases the database.
+func (a *App) Close() error {
+	a.bgCancel()
+	return a.db.Close()
+}
 
 // Listen opens the configured address.
 func (a *App) Listen() (net.Listener, error) {
@@ -172,7 +252,7 @@ func (a *App) Listen() (net.Listener, error) {
 // ShutdownTimeout to finish.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.api,
+		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -187,6 +267,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	sweeper := &credits.Sweeper{Ledger: a.ledger, Interval: a.cfg.SweepInterval, Logger: a.logger}
 	wg.Go(func() { sweeper.Run(bgCtx) })
+	wg.Go(func() { a.chat.Run(bgCtx) })
+	if a.cfg.Demo {
+		if err := a.RegisterDemoModel(ctx, "http://"+ln.Addr().String()); err != nil {
+			return err
+		}
+	}
 
 	a.logger.Info("Luna is listening", "url", "http://"+ln.Addr().String())
 	serveErr := make(chan error, 1)
@@ -196,8 +282,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	a.logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	a.logger.Info("shutting down: running replies may finish", "timeout", a.cfg.ShutdownTimeout)
+	graceCtx, cancelGrace := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	a.chat.Shutdown(graceCtx) // refuses new sends; interrupts what is still running at the deadline
+	cancelGrace()
+	a.api.CloseStreams()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		srv.Close()

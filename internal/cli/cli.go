@@ -146,7 +146,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.String(&cfg.SignupMode, "signup-mode", accounts.SignupOpen, "built-in accounts: open, invite (invite code required) or closed")
 	fs.Int64(&cfg.InitialCredits, "initial-credits", 1000, "credits granted once to every new user")
 	fs.Duration(&cfg.SessionTTL, "session-ttl", 30*24*time.Hour, "lifetime of a built-in session token")
-	fs.String(&cfg.ModelsFile, "models-file", "", "TOML file of text models (see config/models.example.toml)")
+	fs.String(&cfg.ModelsFile, "models-file", "", "TOML file of text models (see config/models.example.toml); without it, the built-in demo model is served")
 	fs.String(&cfg.ClerkIssuer, "clerk-issuer", "", "Clerk: expected token issuer (your Frontend API URL)")
 	fs.String(&cfg.ClerkJWKSURL, "clerk-jwks-url", "", "Clerk: JWKS URL, e.g. https://<frontend-api>/.well-known/jwks.json")
 	fs.String(&cfg.ClerkPublicKey, "clerk-public-key", "", "Clerk: PEM public key, instead of a JWKS URL (networkless)")
@@ -156,6 +156,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.Int(&cfg.AuthRateLimit, "auth-rate-limit", 20, "sign-up and login attempts per client address per minute")
 	fs.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long running requests may finish on SIGINT/SIGTERM")
 	fs.Duration(&cfg.SweepInterval, "sweep-interval", 30*time.Second, "how often expired credit reservations are voided")
+	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", 30*time.Second, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it for this long")
+	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", 15*time.Minute, "longest a reply may generate")
 	fs.String(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.String(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args, env.Stderr); err != nil {
@@ -167,6 +169,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return ErrUsage
 	}
 	cfg.DataDir, cfg.DatabaseURL = db.dataDir, db.databaseURL
+	cfg.Demo = cfg.ModelsFile == ""
 	cfg.ClerkAuthorizedParties = splitList(parties)
 	cfg.Getenv, cfg.Logger = env.Getenv, logger
 

@@ -1,0 +1,190 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"luna/internal/llm/llmtest"
+	"luna/internal/store"
+	"luna/internal/store/storetest"
+)
+
+// lunaProcess is a running `luna serve`.
+type lunaProcess struct {
+	cmd *exec.Cmd
+	url string
+}
+
+func startLuna(t *testing.T, bin string, args ...string) *lunaProcess {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = os.Environ()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case url := <-found:
+		return &lunaProcess{cmd: cmd, url: url}
+	case <-time.After(30 * time.Second):
+		t.Fatal("luna did not start")
+		return nil
+	}
+}
+
+func (p *lunaProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no clean shutdown
+		t.Fatal(err)
+	}
+	p.cmd.Wait() //nolint:errcheck // killed
+}
+
+func call(t *testing.T, method, url, token string, body any) map[string]any {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		r = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 || json.Unmarshal(data, &v) != nil {
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, data)
+	}
+	return v
+}
+
+// startReply signs up, starts a conversation and sends a message; it
+// returns the token and the reply's id once some of its text is persisted.
+func startReply(t *testing.T, base string) (token, msgID string) {
+	t.Helper()
+	token = call(t, "POST", base+"/v1/auth/signup", "", map[string]string{"email": "a@example.com", "password": "password123"})["token"].(string)
+	conv := call(t, "POST", base+"/v1/conversations", token, map[string]string{"modelId": "crash-model"})["id"].(string)
+	sent := call(t, "POST", base+"/v1/conversations/"+conv+"/messages", token, map[string]string{"content": "tell me a long story"})
+	msgID = sent["assistantMessage"].(map[string]any)["id"].(string)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		m := call(t, "GET", base+"/v1/messages/"+msgID, token, nil)
+		if len(m["content"].(string)) > 20 {
+			return token, msgID
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no reply text persisted")
+	return "", ""
+}
+
+func crashModels(t *testing.T, baseURL string) string {
+	path := filepath.Join(t.TempDir(), "models.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`[[model]]
+id = "crash-model"
+name = "Crash"
+base_url = %q
+served_model_name = "m"
+context_tokens = 4096
+max_output_tokens = 1000
+`, baseURL)), 0o600)
+	return path
+}
+
+func slowStory() llmtest.Script {
+	var tokens []string
+	for range 2000 {
+		tokens = append(tokens, " once")
+	}
+	return llmtest.Script{Tokens: tokens, TokenDelay: 10 * time.Millisecond}
+}
+
+// wantInterrupted waits for the reply to be interrupted with its text kept
+// and every credit released.
+func wantInterrupted(t *testing.T, base, token, msgID string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var m map[string]any
+	for time.Now().Before(deadline) {
+		m = call(t, "GET", base+"/v1/messages/"+msgID, token, nil)
+		if m["status"] == "interrupted" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if m["status"] != "interrupted" || !strings.HasPrefix(m["content"].(string), " once once") {
+		t.Fatalf("after the crash: %v", m)
+	}
+	me := call(t, "GET", base+"/v1/me", token, nil)
+	if c := me["credits"].(map[string]any); c["balance"] != 1000.0 || c["reserved"] != 0.0 {
+		t.Fatalf("credits after the crash = %v, want all released", c)
+	}
+}
+
+func TestKilledServerInterruptsItsReply(t *testing.T) {
+	bin := buildLuna(t)
+	fake := llmtest.New(t)
+	fake.SetDefault(slowStory())
+	dataDir := t.TempDir()
+	models := crashModels(t, fake.BaseURL())
+
+	first := startLuna(t, bin, "--data-dir", dataDir, "--models-file", models)
+	token, msgID := startReply(t, first.url)
+	first.kill(t)
+
+	second := startLuna(t, bin, "--data-dir", dataDir, "--models-file", models)
+	wantInterrupted(t, second.url, token, msgID, 10*time.Second)
+	if out, code := runLuna(t, bin, []string{"LUNA_DATA_DIR=" + dataDir}, "credits", "audit"); code != 0 {
+		t.Fatalf("audit after crash: %d %s", code, out)
+	}
+}
+
+func TestKilledInstanceIsSettledByAnother(t *testing.T) {
+	bin := buildLuna(t)
+	fake := llmtest.New(t)
+	fake.SetDefault(slowStory())
+	dbURL := storetest.URL(t, store.Postgres)
+	models := crashModels(t, fake.BaseURL())
+	args := []string{"--database-url", dbURL, "--data-dir", t.TempDir(), "--models-file", models, "--generation-lease", "2s"}
+
+	a := startLuna(t, bin, args...)
+	b := startLuna(t, bin, args...)
+	token, msgID := startReply(t, a.url)
+	a.kill(t)
+	wantInterrupted(t, b.url, token, msgID, 15*time.Second)
+	if out, code := runLuna(t, bin, []string{"LUNA_DATABASE_URL=" + dbURL}, "credits", "audit"); code != 0 {
+		t.Fatalf("audit after crash: %d %s", code, out)
+	}
+}

@@ -1,0 +1,261 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"luna"
+	"luna/internal/chat"
+	"luna/internal/events"
+)
+
+// page reads limit and cursor from the query string.
+func page(r *http.Request) (chat.Page, error) {
+	p := chat.Page{Cursor: r.URL.Query().Get("cursor")}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return p, errorf(luna.CodeInvalidRequest, "limit must be a number between 1 and 100.")
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+func optionalCursor(next string) *string {
+	if next == "" {
+		return nil
+	}
+	return &next
+}
+
+func (s *Server) handleCreateConversation(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ModelID string `json:"modelId"`
+		Title   string `json:"title"`
+	}
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := s.chat.CreateConversation(r.Context(), userFrom(r.Context()).ID, req.ModelID, req.Title)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, chat.ConversationEvent(c))
+}
+
+func (s *Server) handleListConversations(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	list, next, err := s.chat.ListConversations(r.Context(), userFrom(r.Context()).ID, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items := make([]chat.ConversationJSON, 0, len(list))
+	for _, c := range list {
+		items = append(items, chat.ConversationEvent(c))
+	}
+	writeJSON(w, http.StatusOK, listJSON[chat.ConversationJSON]{Items: items, NextCursor: optionalCursor(next)})
+}
+
+type conversationWithMessages struct {
+	chat.ConversationJSON
+	Messages listJSON[chat.MessageJSON] `json:"messages"`
+}
+
+func (s *Server) handleGetConversation(w http.ResponseWriter, r *http.Request) {
+	userID := userFrom(r.Context()).ID
+	c, err := s.chat.GetConversation(r.Context(), userID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	msgs, next, err := s.chat.ListMessages(r.Context(), userID, c.ID, chat.Page{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, conversationWithMessages{ConversationJSON: chat.ConversationEvent(c),
+		Messages: listJSON[chat.MessageJSON]{Items: messageViews(msgs), NextCursor: optionalCursor(next)}})
+}
+
+func messageViews(msgs []chat.Message) []chat.MessageJSON {
+	items := make([]chat.MessageJSON, 0, len(msgs))
+	for _, m := range msgs {
+		items = append(items, chat.MessageView(m))
+	}
+	return items
+}
+
+func (s *Server) handleRenameConversation(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Title *string `json:"title"`
+	}
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Title == nil {
+		s.writeError(w, r, errorf(luna.CodeInvalidRequest, "title is required."))
+		return
+	}
+	c, err := s.chat.RenameConversation(r.Context(), userFrom(r.Context()).ID, r.PathValue("id"), *req.Title)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, chat.ConversationEvent(c))
+}
+
+func (s *Server) handleListMessages(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	msgs, next, err := s.chat.ListMessages(r.Context(), userFrom(r.Context()).ID, r.PathValue("id"), p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, listJSON[chat.MessageJSON]{Items: messageViews(msgs), NextCursor: optionalCursor(next)})
+}
+
+func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Content         string `json:"content"`
+		ClientMessageID string `json:"clientMessageId"`
+	}
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	userMsg, reply, err := s.chat.Send(r.Context(), chat.SendRequest{
+		UserID: userFrom(r.Context()).ID, ConversationID: r.PathValue("id"),
+		Content: req.Content, ClientMessageID: req.ClientMessageID,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]chat.MessageJSON{
+		"userMessage": chat.MessageView(userMsg), "assistantMessage": chat.MessageView(reply),
+	})
+}
+
+func (s *Server) handleGetMessage(w http.ResponseWriter, r *http.Request) {
+	m, err := s.chat.GetMessage(r.Context(), userFrom(r.Context()).ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, chat.MessageView(m))
+}
+
+func (s *Server) handleCancelMessage(w http.ResponseWriter, r *http.Request) {
+	m, err := s.chat.Cancel(r.Context(), userFrom(r.Context()).ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, chat.MessageView(m))
+}
+
+// streamDone is the data of a stream's done and error events.
+type streamDone struct {
+	Status         string          `json:"status"`
+	Usage          usageJSON       `json:"usage"`
+	CreditsCharged int64           `json:"creditsCharged"`
+	FinishReason   string          `json:"finishReason"`
+	Error          *chat.ErrorJSON `json:"error"`
+}
+
+type usageJSON struct {
+	PromptTokens     int `json:"promptTokens"`
+	CompletionTokens int `json:"completionTokens"`
+}
+
+func (s *Server) handleMessageStream(w http.ResponseWriter, r *http.Request) {
+	userID, messageID := userFrom(r.Context()).ID, r.PathValue("id")
+	// Answer 404 in the error shape before the stream starts.
+	if _, err := s.chat.GetMessage(r.Context(), userID, messageID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
+	sw, err := startSSE(w)
+	if err != nil {
+		return
+	}
+	lastEventID := r.Header.Get("Last-Event-ID")
+	if lastEventID == "" {
+		lastEventID = r.URL.Query().Get("lastEventId") // for clients that cannot set headers
+	}
+	err = s.chat.Follow(ctx, userID, messageID, lastEventID, func(ev chat.StreamEvent) error {
+		id := strconv.Itoa(ev.Offset)
+		switch ev.Kind {
+		case chat.EventSnapshot:
+			return sw.event("snapshot", id, map[string]string{"content": ev.Text})
+		case chat.EventDelta:
+			return sw.event("delta", id, map[string]string{"text": ev.Text})
+		case chat.EventHeartbeat:
+			return sw.comment("heartbeat")
+		default:
+			m := ev.Message
+			done := streamDone{Status: m.Status, Usage: usageJSON{m.PromptTokens, m.CompletionTokens},
+				CreditsCharged: m.CreditsCharged, FinishReason: m.FinishReason}
+			if m.ErrorCode != "" || m.ErrorMessage != "" {
+				done.Error = &chat.ErrorJSON{Code: m.ErrorCode, Message: m.ErrorMessage}
+			}
+			return sw.event(ev.Kind, id, done)
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		s.logger.DebugContext(r.Context(), "message stream ended", "message_id", messageID, "err", err)
+	}
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	userID := userFrom(r.Context()).ID
+	sub := s.bus.SubscribeUser(userID)
+	defer sub.Close()
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
+	sw, err := startSSE(w)
+	if err != nil {
+		return
+	}
+	// Start with the balance, so a client can render it at once.
+	if c, err := s.ledger.Balance(ctx, userID); err == nil {
+		if sw.event(events.CreditsUpdated, "", c) != nil {
+			return
+		}
+	}
+	heartbeat := time.NewTicker(s.heartbeatEvery)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Lagged:
+			sw.event("resync", "", map[string]string{"reason": "too many events; reload your data"}) //nolint:errcheck // closing anyway
+			return
+		case ev := <-sub.C:
+			if sw.event(ev.Type, "", ev.Data) != nil {
+				return
+			}
+		case <-heartbeat.C:
+			if sw.comment("heartbeat") != nil {
+				return
+			}
+		}
+	}
+}

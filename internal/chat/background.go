@@ -1,0 +1,372 @@
+package chat
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"luna/internal/credits"
+	"luna/internal/events"
+	"luna/internal/llm"
+	"luna/internal/store"
+)
+
+// Run persists running replies in batches, renews their leases, picks up
+// stops asked on other instances, and interrupts orphaned generations
+// (whose instance died), until ctx ends. Call it once per process.
+func (s *Service) Run(ctx context.Context) {
+	if s.db.Dialect == store.SQLite {
+		// One process owns a SQLite database: every running reply left in it
+		// belongs to a process that is gone.
+		if n, err := s.interruptOrphans(ctx, true); err != nil {
+			s.logger.Error("interrupt orphaned replies", "err", err)
+		} else if n > 0 {
+			s.logger.Info("interrupted replies left by the previous run", "count", n)
+		}
+	}
+	flush := time.NewTicker(s.cfg.FlushInterval)
+	defer flush.Stop()
+	sweep := time.NewTicker(s.cfg.SweepInterval)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-flush.C:
+			if err := s.engine.flush(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Error("persist running replies", "err", err)
+			}
+		case <-sweep.C:
+			if _, err := s.interruptOrphans(ctx, false); err != nil && ctx.Err() == nil {
+				s.logger.Error("interrupt orphaned replies", "err", err)
+			}
+		}
+	}
+}
+
+// flush writes the new text of every running reply in one transaction and
+// renews the leases that are due, then signals other instances' listeners.
+func (e *engine) flush(ctx context.Context) error {
+	now := e.s.now()
+	type pending struct {
+		g      *generation
+		text   string
+		status string
+		upTo   int
+	}
+	var batch []pending
+	e.mu.Lock()
+	for _, g := range e.gens {
+		g.mu.Lock()
+		dirty := len(g.text) > g.persisted
+		leaseDue := now.Sub(g.leaseAt) >= e.s.cfg.LeaseRenewEvery
+		if (dirty || leaseDue) && g.final == nil && !g.detached {
+			batch = append(batch, pending{g: g, text: string(g.text), status: g.status, upTo: len(g.text)})
+		}
+		g.mu.Unlock()
+	}
+	e.mu.Unlock()
+
+	var lost []*generation
+	if len(batch) > 0 {
+		err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
+			lost = lost[:0]
+			for _, p := range batch {
+				res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, updated_at = $4, lease_expires_at = $5
+					WHERE id = $1 AND lease_owner = $6 AND status IN ('pending', 'streaming')`,
+					p.g.reply.ID, p.text, p.status, store.NowMillis(now), store.NowMillis(now.Add(e.s.cfg.LeaseTTL)), e.instanceID)
+				if err != nil {
+					return fmt.Errorf("persist reply %s: %w", p.g.reply.ID, err)
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					lost = append(lost, p.g)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range batch {
+			p.g.mu.Lock()
+			changed := p.upTo > p.g.persisted
+			p.g.persisted = max(p.g.persisted, p.upTo)
+			p.g.leaseAt = now
+			p.g.mu.Unlock()
+			if changed {
+				if err := e.s.bus.PublishMessage(ctx, p.g.reply.ID); err != nil {
+					e.s.logger.Warn("publish message signal", "err", err)
+				}
+			}
+		}
+		for _, g := range lost {
+			// Finished meanwhile (then its row is final) or interrupted by
+			// another instance that thought this one dead: stop generating.
+			e.s.logger.Warn("reply lease lost; stopping its generation", "message_id", g.reply.ID)
+			g.stop(stopLeaseLost)
+		}
+	}
+	return e.pollStops(ctx)
+}
+
+// pollStops stops local generations whose stop was asked on another
+// instance.
+func (e *engine) pollStops(ctx context.Context) error {
+	e.mu.Lock()
+	n := len(e.gens)
+	e.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	rows, err := e.s.db.QueryContext(ctx, `SELECT id FROM messages WHERE lease_owner = $1 AND cancel_requested = TRUE
+		AND status IN ('pending', 'streaming')`, e.instanceID)
+	if err != nil {
+		return fmt.Errorf("poll stop requests: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("poll stop requests: %w", err)
+		}
+		if g := e.get(id); g != nil {
+			g.stop(stopByUser)
+		}
+	}
+	return rows.Err()
+}
+
+// interruptOrphans marks running replies whose lease expired (or, with
+// all, every running reply not owned by this process) interrupted, keeping
+// their persisted text, and releases their credits.
+func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
+	now := store.NowMillis(s.now())
+	query := `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND lease_expires_at < $1 LIMIT 200`
+	args := []any{now}
+	if all {
+		query = `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $1 LIMIT 1000`
+		args = []any{s.engine.instanceID}
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("find orphaned replies: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, id := range ids {
+		m, ok, err := s.interruptOrphan(ctx, id, now, all)
+		if err != nil {
+			return count, err
+		}
+		if !ok {
+			continue
+		}
+		count++
+		s.logger.Info("interrupted an orphaned reply", "message_id", id)
+		if err := s.bus.PublishMessage(ctx, id); err != nil {
+			s.logger.Warn("publish message signal", "err", err)
+		}
+		s.publish(ctx, m.UserID, events.MessageUpdated, MessageEvent(m))
+		if conv, err := s.GetConversation(ctx, m.UserID, m.ConversationID); err == nil {
+			s.publish(ctx, m.UserID, events.ConversationUpdated, ConversationEvent(conv))
+		}
+		s.publishCredits(ctx, m.UserID)
+	}
+	return count, nil
+}
+
+func (s *Service) interruptOrphan(ctx context.Context, id string, now int64, all bool) (Message, bool, error) {
+	var m Message
+	ok := false
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		cond := `lease_expires_at < $2`
+		arg := any(now)
+		if all {
+			cond, arg = `COALESCE(lease_owner, '') <> $2`, s.engine.instanceID
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET status = 'interrupted', error_code = 'interrupted',
+				error_message = 'The server stopped before the reply finished.', lease_owner = NULL,
+				lease_expires_at = NULL, completed_at = $3, updated_at = $3
+			WHERE id = $1 AND status IN ('pending', 'streaming') AND `+cond, id, arg, now)
+		if err != nil {
+			return fmt.Errorf("interrupt reply %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // finished or taken care of meanwhile
+		}
+		if m, err = getMessage(ctx, tx, id); err != nil {
+			return err
+		}
+		if m.ReservationID != "" {
+			_, err := s.ledger.ReleaseTx(ctx, tx, credits.ReleaseRequest{ReservationID: m.ReservationID})
+			if err != nil && !errors.Is(err, credits.ErrReservationSettled) {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3
+			WHERE id = $1 AND generating_message_id = $2`, m.ConversationID, id, now); err != nil {
+			return fmt.Errorf("release conversation: %w", err)
+		}
+		ok = true
+		return nil
+	})
+	return m, ok, err
+}
+
+// Shutdown stops accepting sends, lets running replies finish until ctx
+// ends, then interrupts the rest (their credits are released) and waits for
+// them to be stored.
+func (s *Service) Shutdown(ctx context.Context) {
+	e := s.engine
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		e.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	for _, g := range e.gens {
+		g.stop(stopByShutdown)
+	}
+	e.mu.Unlock()
+	<-done
+}
+
+// Cancel stops a reply. The reply keeps its partial text and is charged for
+// what was generated. It waits briefly for the reply to be stored and
+// returns its state; stopping a finished reply returns it unchanged.
+func (s *Service) Cancel(ctx context.Context, userID, messageID string) (Message, error) {
+	m, err := s.GetMessage(ctx, userID, messageID)
+	if err != nil {
+		return m, err
+	}
+	if m.Role != "assistant" || !Running(m.Status) {
+		return m, nil
+	}
+	sub := s.bus.SubscribeMessage(messageID)
+	defer sub.Close()
+	var changed <-chan struct{}
+	if g := s.engine.get(messageID); g != nil {
+		g.stop(stopByUser)
+		_, _, _, changed = g.snapshot(0)
+	} else if _, err := s.db.ExecContext(ctx, `UPDATE messages SET cancel_requested = TRUE
+		WHERE id = $1 AND status IN ('pending', 'streaming')`, messageID); err != nil {
+		return m, fmt.Errorf("request stop: %w", err)
+	}
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		if m, err = s.GetMessage(ctx, userID, messageID); err != nil || !Running(m.Status) {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-deadline.C:
+			return m, nil
+		case <-changed:
+			changed = nil
+		case <-sub.C:
+		case <-poll.C:
+		}
+	}
+}
+
+// generateTitle names a conversation after its first reply, with the same
+// model, not charged to the user; it falls back to the first words of the
+// user's message.
+func (e *engine) generateTitle(conv Conversation, g *generation, reply string) {
+	e.running.Add(1)
+	go func() {
+		defer e.running.Done()
+		question := ""
+		if n := len(g.history); n > 0 {
+			question = g.history[n-1].Content
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.TitleTimeout)
+		defer cancel()
+		var b strings.Builder
+		_, err := e.s.streamer.Stream(ctx, llm.Request{
+			BaseURL: g.model.BaseURL, APIKey: g.model.APIKey, Model: g.model.ServedModelName, MaxTokens: 20,
+			ConnectTimeout: g.model.ConnectTimeout, FirstTokenTimeout: e.s.cfg.TitleTimeout,
+			Messages: []llm.Message{{Role: "user", Content: "Write a short title (at most 6 words) for this conversation. " +
+				"Reply with the title only, no quotes.\n\nUser: " + truncateRunes(question, 1000) +
+				"\n\nAssistant: " + truncateRunes(reply, 1000)}},
+		}, func(t string) { b.WriteString(t) })
+		title := cleanGeneratedTitle(b.String())
+		if err != nil || title == "" {
+			if err != nil {
+				e.s.logger.Info("title generation failed; using the first words", "conversation_id", conv.ID, "err", err)
+			}
+			title = fallbackTitle(question)
+		}
+		bg := context.Background()
+		res, err := e.s.db.ExecContext(bg, `UPDATE conversations SET title = $2, title_generated = TRUE
+			WHERE id = $1 AND title = ''`, conv.ID, title)
+		if err != nil {
+			e.s.logger.Error("store title", "err", err)
+			return
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return // renamed meanwhile
+		}
+		if c, err := e.s.GetConversation(bg, conv.UserID, conv.ID); err == nil {
+			e.s.publish(bg, conv.UserID, events.ConversationUpdated, ConversationEvent(c))
+		}
+	}()
+}
+
+func cleanGeneratedTitle(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimPrefix(strings.TrimSpace(s), "Title:")
+	s = strings.Trim(strings.TrimSpace(s), "\"'“”*#`. ")
+	s = strings.Join(strings.Fields(s), " ")
+	return truncateRunes(s, 80)
+}
+
+func fallbackTitle(question string) string {
+	words := strings.Fields(question)
+	if len(words) > 6 {
+		words = words[:6]
+	}
+	title := truncateRunes(strings.Join(words, " "), 60)
+	if title == "" {
+		return "New conversation"
+	}
+	return title
+}
+
+func truncateRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}

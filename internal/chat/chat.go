@@ -1,0 +1,155 @@
+// Package chat is Luna's conversations: storing them, sending a message
+// (which reserves credits and starts a generation owned by the server, not
+// by the HTTP request), the generation engine that streams a reply from the
+// model and persists it in batches, and following a reply's text live from
+// any instance.
+package chat
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+
+	"luna"
+	"luna/internal/store"
+)
+
+// Message statuses.
+const (
+	StatusComplete    = "complete"    // finished normally (user messages are always complete)
+	StatusPending     = "pending"     // reply accepted, no text yet
+	StatusStreaming   = "streaming"   // reply text arriving
+	StatusError       = "error"       // upstream failed; credits released
+	StatusInterrupted = "interrupted" // the server stopped or died; partial text kept, credits released
+	StatusCancelled   = "cancelled"   // the user stopped it; charged for what was generated
+)
+
+// Running reports whether a status is not final.
+func Running(status string) bool { return status == StatusPending || status == StatusStreaming }
+
+// Errors returned to API clients.
+var (
+	ErrConversationNotFound = &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."}
+	ErrMessageNotFound      = &luna.Error{Code: luna.CodeNotFound, Message: "Message not found."}
+	ErrGenerationInProgress = &luna.Error{Code: luna.CodeGenerationInProgress, Message: "A reply is still being generated in this conversation; wait for it or stop it."}
+	ErrModelUnavailable     = &luna.Error{Code: luna.CodeModelUnavailable, Message: "This conversation's model is no longer available."}
+	ErrShuttingDown         = &luna.Error{Code: luna.CodeUnavailable, Message: "The server is restarting; try again in a moment."}
+)
+
+// Limits on what users send.
+const (
+	MaxContentChars = 32_000
+	MaxTitleChars   = 200
+)
+
+// Conversation is a chat with one model.
+type Conversation struct {
+	ID                  string
+	UserID              string
+	ModelID             string
+	Title               string
+	LastMessagePreview  string
+	GeneratingMessageID string
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// Message is one turn of a conversation.
+type Message struct {
+	ID               string
+	ConversationID   string
+	UserID           string
+	Role             string
+	Content          string
+	Status           string
+	PromptTokens     int
+	CompletionTokens int
+	CreditsCharged   int64
+	FinishReason     string
+	ErrorCode        string
+	ErrorMessage     string
+	ClientMessageID  string
+	ParentID         string
+	ReservationID    string
+	MaxTokens        int
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+const conversationColumns = `id, user_id, model_id, title, last_message_preview, COALESCE(generating_message_id, ''), created_at, updated_at`
+
+func scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
+	var c Conversation
+	var created, updated int64
+	err := row.Scan(&c.ID, &c.UserID, &c.ModelID, &c.Title, &c.LastMessagePreview, &c.GeneratingMessageID, &created, &updated)
+	c.CreatedAt, c.UpdatedAt = store.Time(created), store.Time(updated)
+	return c, err
+}
+
+const messageColumns = `id, conversation_id, user_id, role, content, status, prompt_tokens, completion_tokens, credits_charged,
+	finish_reason, error_code, error_message, COALESCE(client_message_id, ''), COALESCE(parent_id, ''),
+	COALESCE(reservation_id, ''), max_tokens, created_at, updated_at`
+
+func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
+	var m Message
+	var created, updated int64
+	err := row.Scan(&m.ID, &m.ConversationID, &m.UserID, &m.Role, &m.Content, &m.Status, &m.PromptTokens,
+		&m.CompletionTokens, &m.CreditsCharged, &m.FinishReason, &m.ErrorCode, &m.ErrorMessage,
+		&m.ClientMessageID, &m.ParentID, &m.ReservationID, &m.MaxTokens, &created, &updated)
+	m.CreatedAt, m.UpdatedAt = store.Time(created), store.Time(updated)
+	return m, err
+}
+
+// cursor is a position in a list ordered by (time, id).
+type cursor struct {
+	at int64
+	id string
+}
+
+func (c cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.at, 10) + "|" + c.id))
+}
+
+func parseCursor(s string) (cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		at, id, ok := strings.Cut(string(raw), "|")
+		if n, perr := strconv.ParseInt(at, 10, 64); ok && perr == nil && id != "" {
+			return cursor{at: n, id: id}, nil
+		}
+	}
+	return cursor{}, luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
+}
+
+// Page asks for one page of a list.
+type Page struct {
+	Limit  int    // 1..100; 0 means the default
+	Cursor string // from a previous page's NextCursor
+}
+
+func (p Page) limit(def int) (int, error) {
+	switch {
+	case p.Limit == 0:
+		return def, nil
+	case p.Limit < 1 || p.Limit > 100:
+		return 0, luna.Errorf(luna.CodeInvalidRequest, "limit must be between 1 and 100.")
+	}
+	return p.Limit, nil
+}
+
+// preview shortens a message for conversation lists.
+func preview(content string) string {
+	content = strings.Join(strings.Fields(content), " ")
+	if r := []rune(content); len(r) > 120 {
+		return string(r[:119]) + "…"
+	}
+	return content
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,218 @@
+package chat
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"luna"
+	"luna/internal/events"
+	"luna/internal/models"
+	"luna/internal/store"
+)
+
+// CreateConversation starts a conversation with a model. The model is fixed
+// for the conversation's life.
+func (s *Service) CreateConversation(ctx context.Context, userID, modelID, title string) (Conversation, error) {
+	title, err := cleanTitle(title)
+	if err != nil {
+		return Conversation{}, err
+	}
+	if strings.TrimSpace(modelID) == "" {
+		return Conversation{}, luna.Errorf(luna.CodeInvalidRequest, "modelId is required.")
+	}
+	m, err := models.Get(ctx, s.db, modelID)
+	if errors.Is(err, models.ErrNotFound) {
+		return Conversation{}, luna.Errorf(luna.CodeInvalidRequest, "Unknown model %q.", modelID)
+	}
+	if err != nil {
+		return Conversation{}, err
+	}
+	if !m.Active {
+		return Conversation{}, luna.Errorf(luna.CodeModelUnavailable, "The model %q is not available.", modelID)
+	}
+	now := s.now()
+	c := Conversation{ID: newID(), UserID: userID, ModelID: m.ID, Title: title, CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO conversations (id, user_id, model_id, title, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $5)`, c.ID, userID, m.ID, title, store.NowMillis(now))
+	if err != nil {
+		return Conversation{}, fmt.Errorf("insert conversation: %w", err)
+	}
+	s.publish(ctx, userID, events.ConversationCreated, ConversationEvent(c))
+	return c, nil
+}
+
+func cleanTitle(title string) (string, error) {
+	title = strings.Join(strings.Fields(title), " ")
+	if utf8.RuneCountInString(title) > MaxTitleChars {
+		return "", luna.Errorf(luna.CodeInvalidRequest, "The title must be at most %d characters.", MaxTitleChars)
+	}
+	return title, nil
+}
+
+// GetConversation returns one of the user's conversations.
+func (s *Service) GetConversation(ctx context.Context, userID, id string) (Conversation, error) {
+	c, err := scanConversation(s.db.QueryRowContext(ctx, `SELECT `+conversationColumns+` FROM conversations
+		WHERE id = $1 AND user_id = $2`, id, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrConversationNotFound
+	}
+	if err != nil {
+		return c, fmt.Errorf("get conversation: %w", err)
+	}
+	return c, nil
+}
+
+// ListConversations returns the user's conversations, most recently
+// updated first, and the cursor of the next page ("" at the end).
+func (s *Service) ListConversations(ctx context.Context, userID string, page Page) ([]Conversation, string, error) {
+	limit, err := page.limit(30)
+	if err != nil {
+		return nil, "", err
+	}
+	query := `SELECT ` + conversationColumns + ` FROM conversations WHERE user_id = $1`
+	args := []any{userID}
+	if page.Cursor != "" {
+		c, err := parseCursor(page.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		query += ` AND (updated_at < $2 OR (updated_at = $2 AND id < $3))`
+		args = append(args, c.at, c.id)
+	}
+	query += fmt.Sprintf(` ORDER BY updated_at DESC, id DESC LIMIT %d`, limit+1)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list conversations: %w", err)
+	}
+	defer rows.Close()
+	var list []Conversation
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list conversations: %w", err)
+		}
+		list = append(list, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list conversations: %w", err)
+	}
+	next := ""
+	if len(list) > limit {
+		list = list[:limit]
+		last := list[limit-1]
+		next = cursor{at: store.NowMillis(last.UpdatedAt), id: last.ID}.String()
+	}
+	return list, next, nil
+}
+
+// RenameConversation sets a conversation's title.
+func (s *Service) RenameConversation(ctx context.Context, userID, id, title string) (Conversation, error) {
+	title, err := cleanTitle(title)
+	if err != nil {
+		return Conversation{}, err
+	}
+	if title == "" {
+		return Conversation{}, luna.Errorf(luna.CodeInvalidRequest, "The title must not be empty.")
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE conversations SET title = $3, title_generated = TRUE WHERE id = $1 AND user_id = $2`,
+		id, userID, title)
+	if err != nil {
+		return Conversation{}, fmt.Errorf("rename conversation: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Conversation{}, ErrConversationNotFound
+	}
+	c, err := s.GetConversation(ctx, userID, id)
+	if err != nil {
+		return c, err
+	}
+	s.publish(ctx, userID, events.ConversationUpdated, ConversationEvent(c))
+	return c, nil
+}
+
+// ListMessages returns a page of a conversation's messages in
+// chronological order: the newest ones first time, then older pages through
+// the cursor.
+func (s *Service) ListMessages(ctx context.Context, userID, conversationID string, page Page) ([]Message, string, error) {
+	limit, err := page.limit(50)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := s.GetConversation(ctx, userID, conversationID); err != nil {
+		return nil, "", err
+	}
+	query := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = $1`
+	args := []any{conversationID}
+	if page.Cursor != "" {
+		c, err := parseCursor(page.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		query += ` AND (created_at < $2 OR (created_at = $2 AND id < $3))`
+		args = append(args, c.at, c.id)
+	}
+	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list messages: %w", err)
+	}
+	defer rows.Close()
+	var list []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list messages: %w", err)
+		}
+		list = append(list, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list messages: %w", err)
+	}
+	next := ""
+	if len(list) > limit {
+		list = list[:limit]
+		oldest := list[limit-1]
+		next = cursor{at: store.NowMillis(oldest.CreatedAt), id: oldest.ID}.String()
+	}
+	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
+		list[i], list[j] = list[j], list[i]
+	}
+	return list, next, nil
+}
+
+// GetMessage returns one of the user's messages.
+func (s *Service) GetMessage(ctx context.Context, userID, id string) (Message, error) {
+	m, err := getMessage(ctx, s.db.DB, id)
+	if err != nil || m.UserID != userID {
+		return Message{}, ErrMessageNotFound
+	}
+	return m, nil
+}
+
+func getMessage(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (Message, error) {
+	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, ErrMessageNotFound
+	}
+	if err != nil {
+		return m, fmt.Errorf("get message: %w", err)
+	}
+	return m, nil
+}
+
+// newID returns a time-ordered id (UUIDv7), so ids sort like creation times.
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}

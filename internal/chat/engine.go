@@ -1,0 +1,334 @@
+package chat
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"luna"
+	"luna/internal/credits"
+	"luna/internal/events"
+	"luna/internal/llm"
+	"luna/internal/models"
+	"luna/internal/store"
+)
+
+// Why a generation's context was cancelled.
+const (
+	stopByUser     = "user"
+	stopByShutdown = "shutdown"
+	stopLeaseLost  = "lease-lost"
+)
+
+// generation is one reply being generated on this instance. Its text only
+// grows; listeners read it from their own offset whenever changed is
+// closed, so a slow listener never slows the generation: it just catches up
+// with a bigger slice.
+type generation struct {
+	reply   Message
+	model   models.Model
+	history []Message
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu         sync.Mutex
+	text       []byte
+	persisted  int
+	status     string
+	chunks     int
+	changed    chan struct{}
+	stopReason string
+	final      *Message // set once the completion is committed
+	detached   bool     // finishing failed; the database is the truth now
+	leaseAt    time.Time
+}
+
+// snapshot returns the text from offset on, the status, whether the
+// generation is over, and a channel closed at the next change.
+func (g *generation) snapshot(offset int) (text []byte, final *Message, detached bool, changed <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if offset < len(g.text) {
+		text = append([]byte(nil), g.text[offset:]...)
+	}
+	return text, g.final, g.detached, g.changed
+}
+
+// notify wakes every listener; call with g.mu held.
+func (g *generation) notify() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+func (g *generation) appendText(delta string) {
+	if strings.IndexByte(delta, 0) >= 0 {
+		delta = strings.ReplaceAll(delta, "\x00", "\uFFFD") // PostgreSQL text cannot hold NUL
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.text = append(g.text, delta...)
+	g.chunks++
+	g.status = StatusStreaming
+	g.notify()
+}
+
+func (g *generation) stop(reason string) {
+	g.mu.Lock()
+	if g.stopReason == "" {
+		g.stopReason = reason
+	}
+	g.mu.Unlock()
+	g.cancel()
+}
+
+// engine owns the generations running on this instance.
+type engine struct {
+	s          *Service
+	instanceID string
+
+	mu       sync.Mutex
+	gens     map[string]*generation
+	stopping bool
+	running  sync.WaitGroup // generations and title jobs
+}
+
+func newEngine(s *Service, instanceID string) *engine {
+	return &engine{s: s, instanceID: instanceID, gens: map[string]*generation{}}
+}
+
+func (e *engine) closing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stopping
+}
+
+func (e *engine) get(messageID string) *generation {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.gens[messageID]
+}
+
+// start begins generating reply in the background. The generation belongs
+// to the server: it goes on when the client that sent it disconnects.
+func (e *engine) start(reply Message, model models.Model, history []Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.MaxDuration)
+	g := &generation{reply: reply, model: model, history: history, ctx: ctx, cancel: cancel,
+		status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now()}
+	e.mu.Lock()
+	e.gens[reply.ID] = g
+	e.running.Add(1)
+	e.mu.Unlock()
+	go e.run(g)
+}
+
+func (e *engine) run(g *generation) {
+	defer e.running.Done()
+	defer g.cancel()
+	model := g.model
+	prompt, promptTokens := buildPrompt(model, g.history, 0)
+	firstToken := model.FirstTokenTimeout
+	if firstToken <= 0 {
+		firstToken = e.s.cfg.DefaultFirstTokenTimeout
+	}
+	req := llm.Request{
+		BaseURL: model.BaseURL, APIKey: model.APIKey, Model: model.ServedModelName, Messages: prompt,
+		MaxTokens: g.reply.MaxTokens, ConnectTimeout: model.ConnectTimeout, FirstTokenTimeout: firstToken,
+	}
+	var res llm.Result
+	var err error
+	retriedTimeout, retriedContext := false, false
+	for {
+		res, err = e.s.streamer.Stream(g.ctx, req, g.appendText)
+		var upstreamErr *llm.Error
+		if !errors.As(err, &upstreamErr) || !upstreamErr.BeforeFirstToken || g.ctx.Err() != nil {
+			break
+		}
+		if (upstreamErr.Kind == llm.KindTimeout || upstreamErr.Kind == llm.KindConnection) && !retriedTimeout {
+			retriedTimeout = true
+			e.s.logger.Info("retrying reply after an upstream failure before the first token", "message_id", g.reply.ID, "err", err)
+			continue
+		}
+		if upstreamErr.Kind == llm.KindContextLength && !retriedContext && len(g.history) > 1 {
+			retriedContext = true
+			prompt, promptTokens = buildPrompt(model, g.history, max(1, len(g.history)/2))
+			req.Messages = prompt
+			e.s.logger.Info("context too long; retrying with fewer messages", "message_id", g.reply.ID, "messages", len(prompt))
+			continue
+		}
+		break
+	}
+	e.finish(g, res, err, promptTokens)
+}
+
+// outcome is how a generation ended, ready to be stored.
+type outcome struct {
+	status           string
+	errorCode        string
+	errorMessage     string
+	promptTokens     int
+	completionTokens int
+	charge           int64
+}
+
+func (e *engine) outcomeOf(g *generation, res llm.Result, err error, promptEstimate int) outcome {
+	g.mu.Lock()
+	reason, chunks := g.stopReason, g.chunks
+	g.mu.Unlock()
+	o := outcome{promptTokens: promptEstimate, completionTokens: chunks}
+	if res.Usage != nil {
+		o.promptTokens, o.completionTokens = res.Usage.PromptTokens, res.Usage.CompletionTokens
+	}
+	var upstreamErr *llm.Error
+	switch {
+	case err == nil:
+		o.status = StatusComplete
+	case reason == stopByUser:
+		o.status = StatusCancelled
+	case reason == stopByShutdown:
+		o.status, o.errorCode, o.errorMessage = StatusInterrupted, "interrupted", "The server restarted before the reply finished."
+	case errors.Is(err, context.DeadlineExceeded) && g.ctx.Err() != nil:
+		o.status, o.errorCode, o.errorMessage = StatusInterrupted, "interrupted", "The reply took too long and was stopped."
+	case errors.As(err, &upstreamErr):
+		o.status, o.errorCode, o.errorMessage = StatusError, luna.CodeUpstreamUnavailable, upstreamErr.Message
+		if upstreamErr.Kind == llm.KindContextLength {
+			o.errorCode = luna.CodeInvalidRequest
+		}
+	default:
+		o.status, o.errorCode, o.errorMessage = StatusError, luna.CodeUpstreamUnavailable, "The model server failed."
+	}
+	// Completed and stopped replies pay for the tokens used; failures and
+	// interruptions pay nothing.
+	if o.status == StatusComplete || o.status == StatusCancelled {
+		if o.status == StatusCancelled && chunks == 0 {
+			o.charge = 0
+		} else {
+			o.charge = g.model.Cost(int64(o.promptTokens + o.completionTokens))
+		}
+	} else {
+		o.promptTokens, o.completionTokens = 0, 0
+	}
+	return o
+}
+
+var errLeaseLost = errors.New("generation lease lost")
+
+// finish stores the end of a generation and settles its credits in one
+// transaction, then tells the listeners.
+func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate int) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		e.s.logger.Warn("reply failed", "message_id", g.reply.ID, "err", err)
+	}
+	o := e.outcomeOf(g, res, err, promptEstimate)
+	g.mu.Lock()
+	leaseLost := g.stopReason == stopLeaseLost
+	text := string(g.text)
+	g.mu.Unlock()
+
+	var final Message
+	if !leaseLost {
+		var storeErr error
+		for attempt := range 3 {
+			final, storeErr = e.store(g, o, text, res.FinishReason)
+			if storeErr == nil || errors.Is(storeErr, errLeaseLost) {
+				break
+			}
+			e.s.logger.Error("store finished reply", "message_id", g.reply.ID, "attempt", attempt+1, "err", storeErr)
+			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		}
+		leaseLost = storeErr != nil
+	}
+
+	g.mu.Lock()
+	if leaseLost {
+		g.detached = true // another instance settled it, or the database is down: its row is the truth
+	} else {
+		g.final = &final
+		g.status = final.Status
+	}
+	g.notify()
+	g.mu.Unlock()
+	e.mu.Lock()
+	delete(e.gens, g.reply.ID)
+	e.mu.Unlock()
+	if leaseLost {
+		return
+	}
+
+	ctx := context.Background()
+	if err := e.s.bus.PublishMessage(ctx, final.ID); err != nil {
+		e.s.logger.Warn("publish message signal", "err", err)
+	}
+	e.s.publish(ctx, final.UserID, events.MessageUpdated, MessageEvent(final))
+	if conv, err := e.s.GetConversation(ctx, final.UserID, final.ConversationID); err == nil {
+		e.s.publish(ctx, final.UserID, events.ConversationUpdated, ConversationEvent(conv))
+		if final.Status == StatusComplete && conv.Title == "" {
+			e.generateTitle(conv, g, text)
+		}
+	}
+	e.s.publishCredits(ctx, final.UserID)
+}
+
+// store commits the final state: message, credits and conversation
+// together.
+func (e *engine) store(g *generation, o outcome, text, finishReason string) (Message, error) {
+	ctx := context.Background()
+	now := e.s.now()
+	var final Message
+	err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, prompt_tokens = $4,
+				completion_tokens = $5, credits_charged = 0, finish_reason = $6, error_code = $7, error_message = $8,
+				lease_owner = NULL, lease_expires_at = NULL, completed_at = $9, updated_at = $9
+			WHERE id = $1 AND status IN ('pending', 'streaming') AND lease_owner = $10`,
+			g.reply.ID, text, o.status, o.promptTokens, o.completionTokens, finishReason, o.errorCode, o.errorMessage,
+			store.NowMillis(now), e.instanceID)
+		if err != nil {
+			return fmt.Errorf("update reply: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errLeaseLost
+		}
+		charged, err := e.settle(ctx, tx, g.reply.ReservationID, o.charge)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = $2 WHERE id = $1`, g.reply.ID, charged); err != nil {
+			return fmt.Errorf("record charge: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3,
+				last_message_preview = CASE WHEN $4 <> '' THEN $4 ELSE last_message_preview END
+			WHERE id = $1 AND generating_message_id = $2`,
+			g.reply.ConversationID, g.reply.ID, store.NowMillis(now), preview(text)); err != nil {
+			return fmt.Errorf("release conversation: %w", err)
+		}
+		final, err = getMessage(ctx, tx, g.reply.ID)
+		return err
+	})
+	return final, err
+}
+
+// settle captures charge credits of the reply's hold (never more than the
+// hold) and releases the rest, or releases it all when charge is 0. It
+// returns what was charged.
+func (e *engine) settle(ctx context.Context, tx *sql.Tx, reservationID string, charge int64) (int64, error) {
+	if charge <= 0 {
+		_, err := e.s.ledger.ReleaseTx(ctx, tx, credits.ReleaseRequest{ReservationID: reservationID})
+		if errors.Is(err, credits.ErrReservationSettled) {
+			return 0, nil // the expiry sweeper voided it already
+		}
+		return 0, err
+	}
+	var held int64
+	if err := tx.QueryRowContext(ctx, `SELECT amount FROM credit_reservations WHERE id = $1`, reservationID).Scan(&held); err != nil {
+		return 0, fmt.Errorf("read hold: %w", err)
+	}
+	charge = min(charge, held)
+	_, err := e.s.ledger.CaptureTx(ctx, tx, credits.CaptureRequest{ReservationID: reservationID, Amount: charge})
+	if errors.Is(err, credits.ErrReservationSettled) {
+		return 0, nil
+	}
+	return charge, err
+}

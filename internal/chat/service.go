@@ -1,0 +1,93 @@
+package chat
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"luna/internal/credits"
+	"luna/internal/events"
+	"luna/internal/llm"
+	"luna/internal/store"
+)
+
+// Streamer streams one chat completion; *llm.Client is one.
+type Streamer interface {
+	Stream(ctx context.Context, req llm.Request, onDelta func(text string)) (llm.Result, error)
+}
+
+// Config tunes the engine. Zero values take the defaults noted.
+type Config struct {
+	FlushInterval            time.Duration // how often running replies' text is persisted, in one transaction; 500ms
+	LeaseTTL                 time.Duration // a generation's lease; another instance interrupts it after this long without renewal; 30s
+	LeaseRenewEvery          time.Duration // 5s
+	SweepInterval            time.Duration // how often expired leases are looked for; 5s
+	MaxDuration              time.Duration // longest a reply may run; 15m
+	ReservationTTL           time.Duration // credit hold lifetime, longer than MaxDuration; 30m
+	MinReplyTokens           int           // a send is refused (402) when the balance cannot pay for this many output tokens; 32
+	HeartbeatEvery           time.Duration // SSE comment interval on idle streams; 15s
+	TitleTimeout             time.Duration // 30s
+	DefaultFirstTokenTimeout time.Duration // when the model sets none; 2m
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.FlushInterval, 500*time.Millisecond)
+	def(&c.LeaseTTL, 30*time.Second)
+	def(&c.LeaseRenewEvery, 5*time.Second)
+	def(&c.SweepInterval, 5*time.Second)
+	def(&c.MaxDuration, 15*time.Minute)
+	def(&c.ReservationTTL, 30*time.Minute)
+	def(&c.HeartbeatEvery, 15*time.Second)
+	def(&c.TitleTimeout, 30*time.Second)
+	def(&c.DefaultFirstTokenTimeout, 2*time.Minute)
+	if c.MinReplyTokens <= 0 {
+		c.MinReplyTokens = 32
+	}
+}
+
+// Service runs conversations and the generations of their replies.
+type Service struct {
+	db       *store.DB
+	ledger   *credits.Ledger
+	bus      *events.Bus
+	streamer Streamer
+	cfg      Config
+	logger   *slog.Logger
+	now      func() time.Time
+	engine   *engine
+}
+
+// NewService returns a Service. instanceID names this process in
+// generation leases; it must be unique per running process.
+func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, streamer Streamer, instanceID string, cfg Config, logger *slog.Logger) *Service {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{db: db, ledger: ledger, bus: bus, streamer: streamer, cfg: cfg, logger: logger, now: time.Now}
+	s.engine = newEngine(s, instanceID)
+	return s
+}
+
+// publish sends a user event; failures are logged, not returned (events
+// are best effort; clients resync on reconnect).
+func (s *Service) publish(ctx context.Context, userID, eventType string, data any) {
+	if err := s.bus.PublishUser(context.WithoutCancel(ctx), userID, events.NewEvent(eventType, data)); err != nil {
+		s.logger.Warn("publish event", "type", eventType, "err", err)
+	}
+}
+
+// publishCredits sends the user's current credits.
+func (s *Service) publishCredits(ctx context.Context, userID string) {
+	c, err := s.ledger.Balance(context.WithoutCancel(ctx), userID)
+	if err != nil {
+		s.logger.Warn("read credits for event", "err", err)
+		return
+	}
+	s.publish(ctx, userID, events.CreditsUpdated, c)
+}

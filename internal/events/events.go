@@ -1,0 +1,204 @@
+// Package events carries live changes to the clients watching them: a
+// user's events (conversation created, message updated, credits changed…)
+// for GET /v1/events, and "this message changed" signals for the streams of
+// replies generated on another instance.
+//
+// With SQLite there is one instance and delivery is in-process. With
+// PostgreSQL every publish is a NOTIFY on one channel and every instance
+// LISTENs, so a client sees the same events whichever instance it reaches.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+)
+
+// Event is one change for a user, sent as an SSE event named Type.
+type Event struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// NewEvent encodes data into an Event.
+func NewEvent(eventType string, data any) Event {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		raw = []byte("null")
+	}
+	return Event{Type: eventType, Data: raw}
+}
+
+// Event types published by Luna.
+const (
+	ConversationCreated = "conversation.created"
+	ConversationUpdated = "conversation.updated"
+	MessageCreated      = "message.created"
+	MessageUpdated      = "message.updated"
+	CreditsUpdated      = "credits.updated"
+	ImageUpdated        = "image.updated"
+)
+
+// UserSubscription receives one user's events. When the subscriber falls
+// too far behind, Lagged is closed and no more events are delivered: the
+// client must reload what it shows.
+type UserSubscription struct {
+	C      <-chan Event
+	Lagged <-chan struct{}
+
+	c      chan Event
+	lagged chan struct{}
+	once   sync.Once
+	bus    *hub
+	userID string
+}
+
+// Close stops the subscription.
+func (s *UserSubscription) Close() { s.bus.removeUser(s) }
+
+// MessageSubscription signals that a message changed (new text persisted,
+// or finished). Signals coalesce: one pending signal stands for any number.
+type MessageSubscription struct {
+	C <-chan struct{}
+
+	c         chan struct{}
+	bus       *hub
+	messageID string
+}
+
+// Close stops the subscription.
+func (s *MessageSubscription) Close() { s.bus.removeMessage(s) }
+
+// userBuffer is how many events a slow /v1/events client may fall behind
+// before it is told to resync.
+const userBuffer = 256
+
+// hub is the in-process fan-out shared by both bus kinds.
+type hub struct {
+	mu       sync.Mutex
+	users    map[string]map[*UserSubscription]struct{}
+	messages map[string]map[*MessageSubscription]struct{}
+}
+
+func newHub() *hub {
+	return &hub{users: map[string]map[*UserSubscription]struct{}{}, messages: map[string]map[*MessageSubscription]struct{}{}}
+}
+
+func (h *hub) subscribeUser(userID string) *UserSubscription {
+	s := &UserSubscription{c: make(chan Event, userBuffer), lagged: make(chan struct{}), bus: h, userID: userID}
+	s.C, s.Lagged = s.c, s.lagged
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.users[userID] == nil {
+		h.users[userID] = map[*UserSubscription]struct{}{}
+	}
+	h.users[userID][s] = struct{}{}
+	return s
+}
+
+func (h *hub) removeUser(s *UserSubscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.users[s.userID], s)
+	if len(h.users[s.userID]) == 0 {
+		delete(h.users, s.userID)
+	}
+}
+
+func (h *hub) deliverUser(userID string, ev Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.users[userID] {
+		select {
+		case s.c <- ev:
+		default:
+			// Never block the publisher on a slow client: tell it to resync.
+			s.once.Do(func() { close(s.lagged) })
+			delete(h.users[userID], s)
+		}
+	}
+}
+
+func (h *hub) subscribeMessage(messageID string) *MessageSubscription {
+	s := &MessageSubscription{c: make(chan struct{}, 1), bus: h, messageID: messageID}
+	s.C = s.c
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.messages[messageID] == nil {
+		h.messages[messageID] = map[*MessageSubscription]struct{}{}
+	}
+	h.messages[messageID][s] = struct{}{}
+	return s
+}
+
+func (h *hub) removeMessage(s *MessageSubscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.messages[s.messageID], s)
+	if len(h.messages[s.messageID]) == 0 {
+		delete(h.messages, s.messageID)
+	}
+}
+
+func (h *hub) deliverMessage(messageID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.messages[messageID] {
+		select {
+		case s.c <- struct{}{}:
+		default: // a signal is already pending
+		}
+	}
+}
+
+// Bus publishes and subscribes. Use NewLocal for one instance (SQLite) and
+// NewPostgres for several.
+type Bus struct {
+	hub     *hub
+	publish func(ctx context.Context, n notification) error
+}
+
+// notification is what travels between instances.
+type notification struct {
+	UserID    string `json:"u,omitempty"`
+	Event     *Event `json:"e,omitempty"`
+	MessageID string `json:"m,omitempty"`
+}
+
+// NewLocal returns an in-process bus.
+func NewLocal() *Bus {
+	h := newHub()
+	return &Bus{hub: h, publish: func(_ context.Context, n notification) error {
+		h.dispatch(n)
+		return nil
+	}}
+}
+
+func (h *hub) dispatch(n notification) {
+	switch {
+	case n.Event != nil && n.UserID != "":
+		h.deliverUser(n.UserID, *n.Event)
+	case n.MessageID != "":
+		h.deliverMessage(n.MessageID)
+	}
+}
+
+// PublishUser sends ev to every subscriber of userID, on every instance.
+// Errors are returned for logging; events are best effort (clients resync
+// on reconnect).
+func (b *Bus) PublishUser(ctx context.Context, userID string, ev Event) error {
+	return b.publish(ctx, notification{UserID: userID, Event: &ev})
+}
+
+// PublishMessage signals that messageID changed.
+func (b *Bus) PublishMessage(ctx context.Context, messageID string) error {
+	return b.publish(ctx, notification{MessageID: messageID})
+}
+
+// SubscribeUser subscribes to one user's events on this instance.
+func (b *Bus) SubscribeUser(userID string) *UserSubscription { return b.hub.subscribeUser(userID) }
+
+// SubscribeMessage subscribes to change signals of one message.
+func (b *Bus) SubscribeMessage(messageID string) *MessageSubscription {
+	return b.hub.subscribeMessage(messageID)
+}
