@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs Luna's whole test suite against SQLite and a throwaway PostgreSQL.
+# Runs Luna's whole test suite against SQLite, a throwaway PostgreSQL and a
+# throwaway S3-compatible server.
 #
 #   ./scripts/test.sh [go test flags/packages]   (default: -race ./...)
 #
@@ -53,6 +54,7 @@ as_pg() {
 cleanup() {
 	as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m immediate stop" >/dev/null 2>&1 || true
 	rm -rf "$PG_DIR"
+	if declare -F s3test_stop >/dev/null; then s3test_stop; fi
 }
 trap cleanup EXIT
 
@@ -62,6 +64,27 @@ as_pg "'$PG_BIN/initdb' -D '$PG_DIR/data' -U postgres -A trust -E UTF8 --no-sync
 as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/server.log' -w -t 60 \
 	-o \"-p $PG_PORT -k '$PG_DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off\" start" >/dev/null ||
 	{ cat "$PG_DIR/server.log" >&2; exit 1; }
+
+# Chromium for the web app's browser tests (Debian's package; the test
+# tools never download a browser of their own).
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$CHROMIUM" ] && [ "$(id -u)" -eq 0 ]; then
+	log "installing Chromium for the browser tests (apt-get install chromium)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	CHROMIUM=$(command -v chromium || true)
+fi
+if [ -z "$CHROMIUM" ]; then
+	log "Chromium not found: install the 'chromium' package (or run as root)"
+	exit 1
+fi
+export LUNA_TEST_CHROMIUM="$CHROMIUM"
+export LUNA_TEST_REQUIRE_BROWSER=1
+
+# A real S3-compatible server (versitygw, built once into a cache dir) for
+# the S3 storage tests.
+log "starting an S3-compatible server (versitygw; the first build takes about 1.5 minutes)"
+# shellcheck source=scripts/s3test.sh
+source scripts/s3test.sh
 
 export LUNA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 export LUNA_TEST_REQUIRE_POSTGRES=1

@@ -73,7 +73,9 @@ func (s *testServer) runBackground() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.app.RunBackground(ctx)
+		if err := s.app.RunBackground(ctx); err != nil {
+			s.t.Errorf("background work: %v", err)
+		}
 	}()
 	s.t.Cleanup(func() {
 		s.app.Chat().Shutdown(context.Background())

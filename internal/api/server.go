@@ -16,6 +16,7 @@ import (
 	"luna/internal/clerk"
 	"luna/internal/credits"
 	"luna/internal/events"
+	"luna/internal/images"
 	"luna/internal/store"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	Ledger        *credits.Ledger
 	Authenticator Authenticator
 	Chat          *chat.Service
+	Images        *images.Service
 	Bus           *events.Bus
 	// HeartbeatEvery is the idle interval of SSE heartbeats; default 15s.
 	HeartbeatEvery time.Duration
@@ -61,6 +63,7 @@ type Server struct {
 	authLimiter    *rateLimiter
 	handler        http.Handler
 	chat           *chat.Service
+	images         *images.Service
 	bus            *events.Bus
 	heartbeatEvery time.Duration
 	streamsDone    chan struct{}
@@ -78,7 +81,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
 		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
-		chat: cfg.Chat, bus: cfg.Bus, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
+		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
 	}
 	if s.heartbeatEvery <= 0 {
 		s.heartbeatEvery = 15 * time.Second
@@ -135,6 +138,10 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/messages/{id}/stream", true, s.handleMessageStream},
 		{"POST", "/v1/messages/{id}/cancel", true, s.handleCancelMessage},
 		{"GET", "/v1/events", true, s.handleEvents},
+
+		{"POST", "/v1/images", true, s.handleCreateImage},
+		{"GET", "/v1/images", true, s.handleListImages},
+		{"GET", "/v1/images/{id}", true, s.handleGetImage},
 	}
 }
 

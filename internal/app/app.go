@@ -22,10 +22,14 @@ import (
 	"luna/internal/clerk"
 	"luna/internal/credits"
 	"luna/internal/events"
+	"luna/internal/imagegen"
+	imagedemo "luna/internal/imagegen/demo"
+	"luna/internal/images"
 	"luna/internal/llm"
 	"luna/internal/llm/demo"
 	"luna/internal/models"
 	"luna/internal/store"
+	"luna/internal/web"
 )
 
 // Config is everything `luna serve` can be told.
@@ -52,7 +56,8 @@ type Config struct {
 	ShutdownTimeout time.Duration // how long running requests get on SIGTERM
 	SweepInterval   time.Duration // how often expired credit holds are voided
 
-	Chat chat.Config // generation engine tuning; zero values take defaults
+	Chat   chat.Config // generation engine tuning; zero values take defaults
+	Images ImageConfig
 	// Demo mounts the built-in demo model endpoint and registers the demo
 	// model. It is on when no models file is given.
 	Demo bool
@@ -69,6 +74,8 @@ type App struct {
 	ledger   *credits.Ledger
 	bus      *events.Bus
 	chat     *chat.Service
+	images   *images.Service
+	imageGen *switchableBackend
 	api      *api.Server
 	handler  http.Handler
 	bgCtx    context.Context // lives until Close: the event listener
@@ -135,6 +142,18 @@ func (a *App) init(ctx context.Context) error {
 	instanceID := newInstanceID()
 	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger), instanceID, cfg.Chat, logger)
 	logger.Info("instance", "id", instanceID)
+
+	if err := images.MigrateQueue(ctx, a.db); err != nil {
+		return err
+	}
+	imageGen, imageStore, localFiles, err := a.newImageParts(ctx)
+	if err != nil {
+		return err
+	}
+	a.imageGen = imageGen
+	if a.images, err = images.NewService(a.db, a.ledger, a.bus, imageGen, imageStore, instanceID, cfg.Images.Jobs, logger); err != nil {
+		return err
+	}
 	accountService, err := accounts.NewService(a.db, a.ledger, accounts.Config{
 		SignupMode: cfg.SignupMode, InitialCredits: cfg.InitialCredits, SessionTTL: cfg.SessionTTL,
 	}, nil, logger)
@@ -143,7 +162,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 
 	apiCfg := api.Config{
-		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
+		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Images: a.images, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit,
 	}
 	switch cfg.Auth {
@@ -171,13 +190,35 @@ func (a *App) init(ctx context.Context) error {
 		return fmt.Errorf("auth %q: want local or clerk", cfg.Auth)
 	}
 	a.api = api.New(apiCfg)
-	a.handler = a.api
-	if cfg.Demo {
-		mux := http.NewServeMux()
-		mux.Handle(demoPrefix+"/", http.StripPrefix(demoPrefix, demo.NewHandler(demo.Options{Logger: logger})))
-		mux.Handle("/", a.api)
-		a.handler = mux
+	mux := http.NewServeMux()
+	mux.Handle("/", a.api)
+	webApp := web.Handler()
+	mux.Handle("GET /{$}", webApp)
+	mux.Handle("GET /static/", webApp)
+	if localFiles != nil {
+		mux.Handle(filesPrefix+"/", localFiles.Handler())
 	}
+	if cfg.Demo {
+		mux.Handle(demoPrefix+"/", http.StripPrefix(demoPrefix, demo.NewHandler(demo.Options{Logger: logger})))
+	}
+	if cfg.Images.Backend == "" {
+		mux.Handle(demoComfyPrefix+"/", http.StripPrefix(demoComfyPrefix, imagedemo.NewHandler(imagedemo.Options{Logger: logger})))
+	}
+	a.handler = mux
+	return nil
+}
+
+// UseDemoImages points the image backend at the built-in demo endpoint
+// served by this app at baseURL. Serve calls it when no image backend is
+// configured; tests call it with their own server's address.
+func (a *App) UseDemoImages(baseURL string) error {
+	b, err := imagegen.NewComfyUI(imagegen.ComfyUIConfig{BaseURL: baseURL + demoComfyPrefix, ClientID: "luna",
+		Workflow: imagegen.DefaultWorkflow(), PollInterval: a.cfg.Images.PollInterval, Logger: a.logger})
+	if err != nil {
+		return err
+	}
+	a.imageGen.set(b)
+	a.logger.Info("DEMO MODE: no image backend given; drawing placeholder images with the built-in demo endpoint")
 	return nil
 }
 
@@ -219,9 +260,24 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Chat is the app's chat service.
 func (a *App) Chat() *chat.Service { return a.chat }
 
-// RunBackground runs the chat engine's background work until ctx ends
-// (Serve does this itself; tests that use Handler call it).
-func (a *App) RunBackground(ctx context.Context) { a.chat.Run(ctx) }
+// RunBackground runs the chat engine's and image jobs' background work
+// until ctx ends (Serve does this itself; tests that use Handler call it),
+// then stops the image workers.
+func (a *App) RunBackground(ctx context.Context) error {
+	if err := a.images.Start(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { a.chat.Run(ctx) })
+	wg.Go(func() { a.images.Run(ctx) })
+	wg.Wait()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return a.images.Stop(stopCtx)
+}
+
+// Images is the app's image service.
+func (a *App) Images() *images.Service { return a.images }
 
 // Routes lists the API's routes.
 func (a *App) Routes() []api.RouteInfo { return a.api.Routes() }
@@ -268,8 +324,18 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sweeper := &credits.Sweeper{Ledger: a.ledger, Interval: a.cfg.SweepInterval, Logger: a.logger}
 	wg.Go(func() { sweeper.Run(bgCtx) })
 	wg.Go(func() { a.chat.Run(bgCtx) })
+	wg.Go(func() { a.images.Run(bgCtx) })
+	if err := a.images.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	self := "http://" + ln.Addr().String()
 	if a.cfg.Demo {
-		if err := a.RegisterDemoModel(ctx, "http://"+ln.Addr().String()); err != nil {
+		if err := a.RegisterDemoModel(ctx, self); err != nil {
+			return err
+		}
+	}
+	if a.cfg.Images.Backend == "" {
+		if err := a.UseDemoImages(self); err != nil {
 			return err
 		}
 	}
@@ -284,7 +350,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	a.logger.Info("shutting down: running replies may finish", "timeout", a.cfg.ShutdownTimeout)
 	graceCtx, cancelGrace := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	a.chat.Shutdown(graceCtx) // refuses new sends; interrupts what is still running at the deadline
+	var stopping sync.WaitGroup
+	stopping.Go(func() { a.chat.Shutdown(graceCtx) }) // refuses new sends; interrupts what is still running at the deadline
+	stopping.Go(func() {
+		// Running image jobs may finish; the rest are retried after the
+		// restart, following their upstream jobs.
+		if err := a.images.Stop(graceCtx); err != nil {
+			a.logger.Warn("stop image worker", "err", err)
+		}
+	})
+	stopping.Wait()
 	cancelGrace()
 	a.api.CloseStreams()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

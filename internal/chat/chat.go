@@ -6,8 +6,6 @@
 package chat
 
 import (
-	"encoding/base64"
-	"strconv"
 	"strings"
 	"time"
 
@@ -99,27 +97,6 @@ func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
 		&m.ClientMessageID, &m.ParentID, &m.ReservationID, &m.MaxTokens, &created, &updated)
 	m.CreatedAt, m.UpdatedAt = store.Time(created), store.Time(updated)
 	return m, err
-}
-
-// cursor is a position in a list ordered by (time, id).
-type cursor struct {
-	at int64
-	id string
-}
-
-func (c cursor) String() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.at, 10) + "|" + c.id))
-}
-
-func parseCursor(s string) (cursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		at, id, ok := strings.Cut(string(raw), "|")
-		if n, perr := strconv.ParseInt(at, 10, 64); ok && perr == nil && id != "" {
-			return cursor{at: n, id: id}, nil
-		}
-	}
-	return cursor{}, luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
 }
 
 // Page asks for one page of a list.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"luna"
+	"luna/internal/cursor"
 	"luna/internal/events"
 	"luna/internal/models"
 	"luna/internal/store"
@@ -78,12 +79,12 @@ func (s *Service) ListConversations(ctx context.Context, userID string, page Pag
 	query := `SELECT ` + conversationColumns + ` FROM conversations WHERE user_id = $1`
 	args := []any{userID}
 	if page.Cursor != "" {
-		c, err := parseCursor(page.Cursor)
+		c, err := cursor.Parse(page.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
 		query += ` AND (updated_at < $2 OR (updated_at = $2 AND id < $3))`
-		args = append(args, c.at, c.id)
+		args = append(args, c.At, c.ID)
 	}
 	query += fmt.Sprintf(` ORDER BY updated_at DESC, id DESC LIMIT %d`, limit+1)
 	rows, err := s.db.QueryContext(ctx, query, args...)
@@ -106,7 +107,7 @@ func (s *Service) ListConversations(ctx context.Context, userID string, page Pag
 	if len(list) > limit {
 		list = list[:limit]
 		last := list[limit-1]
-		next = cursor{at: store.NowMillis(last.UpdatedAt), id: last.ID}.String()
+		next = cursor.Cursor{At: store.NowMillis(last.UpdatedAt), ID: last.ID}.String()
 	}
 	return list, next, nil
 }
@@ -150,12 +151,12 @@ func (s *Service) ListMessages(ctx context.Context, userID, conversationID strin
 	query := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = $1`
 	args := []any{conversationID}
 	if page.Cursor != "" {
-		c, err := parseCursor(page.Cursor)
+		c, err := cursor.Parse(page.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
 		query += ` AND (created_at < $2 OR (created_at = $2 AND id < $3))`
-		args = append(args, c.at, c.id)
+		args = append(args, c.At, c.ID)
 	}
 	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
 	rows, err := s.db.QueryContext(ctx, query, args...)
@@ -178,7 +179,7 @@ func (s *Service) ListMessages(ctx context.Context, userID, conversationID strin
 	if len(list) > limit {
 		list = list[:limit]
 		oldest := list[limit-1]
-		next = cursor{at: store.NowMillis(oldest.CreatedAt), id: oldest.ID}.String()
+		next = cursor.Cursor{At: store.NowMillis(oldest.CreatedAt), ID: oldest.ID}.String()
 	}
 	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
 		list[i], list[j] = list[j], list[i]

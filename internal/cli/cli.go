@@ -158,6 +158,29 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.Duration(&cfg.SweepInterval, "sweep-interval", 30*time.Second, "how often expired credit reservations are voided")
 	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", 30*time.Second, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it for this long")
 	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", 15*time.Minute, "longest a reply may generate")
+	ic := &cfg.Images
+	var imageHeaders string
+	fs.String(&ic.Backend, "image-backend", "", "images: comfyui, runpod, or empty for the built-in demo endpoint")
+	fs.String(&ic.ComfyUIURL, "comfyui-url", "", "images: ComfyUI base URL, e.g. http://gpu1:8188")
+	fs.String(&ic.RunpodEndpointURL, "runpod-endpoint-url", "", "images: Runpod worker-comfyui endpoint, https://api.runpod.ai/v2/<endpoint id>")
+	fs.String(&ic.RunpodAPIKey, "runpod-api-key", "", "images: Runpod API key")
+	fs.String(&imageHeaders, "image-backend-headers", "", "images: extra headers for the backend, \"Name: value; Other: value\"")
+	fs.String(&ic.WorkflowFile, "image-workflow", "", "images: API-format workflow file; empty = built-in FLUX schnell")
+	fs.String(&ic.WorkflowMapping, "image-workflow-mapping", "", "images: with --image-workflow, prompt=NODE.INPUT,width=…,height=…,seed=…,steps=…")
+	fs.Int64(&ic.Jobs.Cost, "image-cost", 50, "images: credits per image")
+	fs.Duration(&ic.Jobs.Timeout, "image-timeout", 5*time.Minute, "images: give up on a job this long after it started")
+	fs.Int(&ic.Jobs.MaxQueuedPerUser, "image-queue-per-user", 4, "images: pending + processing jobs per user (429 beyond)")
+	fs.Duration(&ic.Jobs.URLTTL, "image-url-ttl", time.Hour, "images: lifetime of signed image URLs")
+	fs.String(&ic.Storage, "storage", "local", "images: local (data dir) or s3")
+	fs.String(&ic.PublicURL, "public-url", "", "absolute URL clients reach Luna at (makes local image URLs absolute), e.g. https://luna.example.com")
+	fs.String(&ic.S3.Endpoint, "s3-endpoint", "", "S3: endpoint host:port or URL")
+	fs.String(&ic.S3.Bucket, "s3-bucket", "", "S3: bucket")
+	fs.String(&ic.S3.Region, "s3-region", "", "S3: region")
+	fs.String(&ic.S3.AccessKey, "s3-access-key", "", "S3: access key")
+	fs.String(&ic.S3.SecretKey, "s3-secret-key", "", "S3: secret key")
+	fs.String(&ic.S3.Prefix, "s3-prefix", "", "S3: key prefix inside the bucket")
+	fs.Bool(&ic.S3.UseSSL, "s3-use-ssl", true, "S3: use HTTPS")
+	fs.Bool(&ic.S3.PathStyle, "s3-path-style", false, "S3: path-style bucket addressing (most self-hosted S3 servers)")
 	fs.String(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.String(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args, env.Stderr); err != nil {
@@ -170,6 +193,10 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	cfg.DataDir, cfg.DatabaseURL = db.dataDir, db.databaseURL
 	cfg.Demo = cfg.ModelsFile == ""
+	if cfg.Images.Headers, err = parseHeaders(imageHeaders); err != nil {
+		fmt.Fprintf(env.Stderr, "luna serve: --image-backend-headers: %v\n", err)
+		return ErrUsage
+	}
 	cfg.ClerkAuthorizedParties = splitList(parties)
 	cfg.Getenv, cfg.Logger = env.Getenv, logger
 

@@ -102,3 +102,31 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+func (fs *flagSet) Bool(p *bool, name string, def bool, usage string) {
+	if v, ok := fs.env(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			fs.envErrs = append(fs.envErrs, fmt.Errorf("%s=%q: not a boolean (true or false)", envName(name), v))
+		} else {
+			def = b
+		}
+	}
+	fs.BoolVar(p, name, def, fs.usage(name, usage))
+}
+
+// parseHeaders reads "Name: value; Other: value" into a map.
+func parseHeaders(s string) (map[string]string, error) {
+	headers := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(part, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("header %q: want Name: value", strings.TrimSpace(part))
+		}
+		headers[strings.TrimSpace(name)] = strings.TrimSpace(value)
+	}
+	return headers, nil
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,7 +40,13 @@ type DB struct {
 	// Location describes where the data lives, without secrets (a file
 	// path or a host/database), for logs.
 	Location string
+
+	commits atomic.Int64 // transactions committed by InTx
 }
+
+// Transactions returns how many transactions InTx has committed since Open
+// (cmd/lunabench reports it as database transactions per second).
+func (db *DB) Transactions() int64 { return db.commits.Load() }
 
 // Open connects to the database described by databaseURL. An empty URL
 // means the SQLite file luna.db inside dataDir (created if missing);
@@ -128,6 +135,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.commits.Add(1)
 	return nil
 }
 

@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"luna/internal/blob"
+	"luna/internal/imagegen"
+	"luna/internal/images"
+)
+
+// ImageConfig chooses the image backend and where images are kept.
+type ImageConfig struct {
+	// Backend is "comfyui", "runpod", or "" for the built-in demo
+	// endpoint (which speaks the ComfyUI API).
+	Backend           string
+	ComfyUIURL        string
+	RunpodEndpointURL string // https://api.runpod.ai/v2/<endpoint id>
+	RunpodAPIKey      string
+	Headers           map[string]string // extra headers for the backend (auth behind a proxy)
+	WorkflowFile      string            // API-format workflow; empty = the built-in FLUX schnell workflow
+	WorkflowMapping   string            // with WorkflowFile: "prompt=6.text,width=27.width,height=27.height,seed=25.noise_seed,steps=17.steps"
+	PollInterval      time.Duration     // how often the backend is asked about a job; default 2s
+
+	Storage   string // "local" (default) or "s3"
+	S3        blob.S3Config
+	PublicURL string // absolute base URL clients reach Luna at, to make local image URLs absolute; empty = relative URLs
+	Jobs      images.Config
+}
+
+// filesPrefix is where locally stored images are served (signed URLs).
+const filesPrefix = "/files"
+
+// demoComfyPrefix is where the demo image endpoint lives.
+const demoComfyPrefix = "/demo/comfyui"
+
+// switchableBackend lets the demo backend learn its own server's address
+// once Serve knows it.
+type switchableBackend struct {
+	mu sync.RWMutex
+	b  images.Backend
+}
+
+func (s *switchableBackend) set(b images.Backend) {
+	s.mu.Lock()
+	s.b = b
+	s.mu.Unlock()
+}
+
+func (s *switchableBackend) Run(ctx context.Context, req imagegen.Request, resumeID string, record func(context.Context, string) error) (imagegen.Result, error) {
+	s.mu.RLock()
+	b := s.b
+	s.mu.RUnlock()
+	if b == nil {
+		return imagegen.Result{}, &imagegen.Error{Kind: imagegen.KindUnavailable, Message: "The image service is starting; try again."}
+	}
+	return b.Run(ctx, req, resumeID, record)
+}
+
+// prefixedStore makes a local store's relative URLs absolute.
+type prefixedStore struct {
+	images.Store
+	prefix string
+}
+
+func (p prefixedStore) SignedURL(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	u, err := p.Store.SignedURL(ctx, key, ttl)
+	return p.prefix + u, err
+}
+
+func parseMapping(s string) (imagegen.Mapping, error) {
+	var m imagegen.Mapping
+	refs := map[string]*imagegen.InputRef{"prompt": &m.Prompt, "width": &m.Width, "height": &m.Height, "seed": &m.Seed, "steps": &m.Steps}
+	for _, part := range strings.Split(s, ",") {
+		name, target, ok := strings.Cut(strings.TrimSpace(part), "=")
+		node, input, ok2 := strings.Cut(target, ".")
+		ref := refs[name]
+		if !ok || !ok2 || ref == nil || node == "" || input == "" {
+			return m, fmt.Errorf("workflow mapping %q: want name=node.input with names prompt, width, height, seed, steps", part)
+		}
+		*ref = imagegen.InputRef{Node: node, Input: input}
+	}
+	if m.Prompt.Node == "" {
+		return m, fmt.Errorf("workflow mapping: prompt is required")
+	}
+	return m, nil
+}
+
+// newImageParts builds the image backend and the image store.
+func (a *App) newImageParts(ctx context.Context) (*switchableBackend, images.Store, *blob.Local, error) {
+	cfg := a.cfg.Images
+	workflow := imagegen.DefaultWorkflow()
+	if cfg.WorkflowFile != "" {
+		mapping, err := parseMapping(cfg.WorkflowMapping)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if workflow, err = imagegen.LoadWorkflow(cfg.WorkflowFile, mapping); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	backend := &switchableBackend{}
+	switch cfg.Backend {
+	case "":
+		// Set in Serve, once the demo endpoint's address is known.
+	case "comfyui":
+		b, err := imagegen.NewComfyUI(imagegen.ComfyUIConfig{BaseURL: cfg.ComfyUIURL, Headers: cfg.Headers, Workflow: workflow,
+			ClientID: "luna", PollInterval: cfg.PollInterval, Logger: a.logger})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("comfyui: %w", err)
+		}
+		backend.set(b)
+	case "runpod":
+		b, err := imagegen.NewRunpod(imagegen.RunpodConfig{EndpointURL: cfg.RunpodEndpointURL, APIKey: cfg.RunpodAPIKey,
+			Headers: cfg.Headers, Workflow: workflow, PollInterval: cfg.PollInterval, Logger: a.logger})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("runpod: %w", err)
+		}
+		backend.set(b)
+	default:
+		return nil, nil, nil, fmt.Errorf("image backend %q: want comfyui, runpod or empty for the demo", cfg.Backend)
+	}
+
+	switch cfg.Storage {
+	case "", "local":
+		secret, err := blob.LoadOrCreateSecret(filepath.Join(a.cfg.DataDir, "url-signing.key"))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		local, err := blob.NewLocal(blob.LocalConfig{Dir: filepath.Join(a.cfg.DataDir, "images"), Secret: secret,
+			BasePath: filesPrefix, Logger: a.logger})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var st images.Store = local
+		if cfg.PublicURL != "" {
+			st = prefixedStore{Store: local, prefix: strings.TrimRight(cfg.PublicURL, "/")}
+		}
+		return backend, st, local, nil
+	case "s3":
+		s3, err := blob.NewS3(ctx, cfg.S3)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("s3 storage: %w", err)
+		}
+		return backend, s3, nil, nil
+	default:
+		return nil, nil, nil, fmt.Errorf("storage %q: want local or s3", cfg.Storage)
+	}
+}

@@ -1,0 +1,279 @@
+package images
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+
+	"luna"
+	"luna/internal/credits"
+	"luna/internal/cursor"
+	"luna/internal/events"
+	"luna/internal/store"
+)
+
+// Service creates, lists and processes image jobs.
+type Service struct {
+	db      *store.DB
+	ledger  *credits.Ledger
+	bus     *events.Bus
+	backend Backend
+	store   Store
+	cfg     Config
+	logger  *slog.Logger
+	now     func() time.Time
+	river   *river.Client[*sql.Tx]
+	// instanceID names this process in job leases.
+	instanceID string
+}
+
+// NewService returns a Service; Start must be called to process jobs.
+func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, backend Backend, blobs Store, instanceID string, cfg Config, logger *slog.Logger) (*Service, error) {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{db: db, ledger: ledger, bus: bus, backend: backend, store: blobs, cfg: cfg, logger: logger, now: time.Now, instanceID: instanceID}
+	client, err := newRiverClient(db, s, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.river = client
+	return s, nil
+}
+
+// CreateRequest is a user's image request.
+type CreateRequest struct {
+	UserID          string
+	Prompt          string
+	Resolution      int
+	ConversationID  string // optional; must be the user's
+	ClientRequestID string // optional; a retried request with the same id returns the first job
+}
+
+// Create reserves the image's credits and queues its job in one
+// transaction, and returns the job (status pending).
+func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
+	prompt := strings.TrimSpace(req.Prompt)
+	switch {
+	case prompt == "":
+		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "The prompt is empty.")
+	case utf8.RuneCountInString(prompt) > MaxPromptChars:
+		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "The prompt is longer than %d characters.", MaxPromptChars)
+	case !slices.Contains(Resolutions, req.Resolution):
+		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "resolution must be 512, 768 or 1024.")
+	case len(req.ClientRequestID) > 100:
+		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "clientRequestId must be at most 100 characters.")
+	}
+	if req.ClientRequestID != "" {
+		if j, err := s.byClientRequestID(ctx, req.UserID, req.ClientRequestID); err == nil || !errors.Is(err, ErrNotFound) {
+			return j, err
+		}
+	}
+	if req.ConversationID != "" {
+		var owner string
+		err := s.db.QueryRowContext(ctx, `SELECT user_id FROM conversations WHERE id = $1`, req.ConversationID).Scan(&owner)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != req.UserID) {
+			return Job{}, &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."}
+		}
+		if err != nil {
+			return Job{}, fmt.Errorf("check conversation: %w", err)
+		}
+	}
+	now := s.now()
+	job := Job{
+		ID: uuid.Must(uuid.NewV7()).String(), UserID: req.UserID, ConversationID: req.ConversationID, Prompt: prompt,
+		Resolution: req.Resolution, Status: StatusPending, Cost: s.cfg.Cost, ClientRequestID: req.ClientRequestID,
+		Seed: randomSeed(), CreatedAt: now.UTC(),
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Lock the user's row so that concurrent requests count the queue
+		// one after the other (SQLite serialises anyway).
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
+			return fmt.Errorf("lock user: %w", err)
+		}
+		var queued int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM image_jobs WHERE user_id = $1 AND status IN ('pending', 'processing')`,
+			req.UserID).Scan(&queued); err != nil {
+			return fmt.Errorf("count queued images: %w", err)
+		}
+		if queued >= s.cfg.MaxQueuedPerUser {
+			return ErrQueueFull
+		}
+		hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
+			UserID: req.UserID, Amount: s.cfg.Cost, TTL: s.cfg.Timeout + 30*time.Minute,
+			IdempotencyKey: "image:" + job.ID, Reference: "image:" + job.ID,
+		})
+		if err != nil {
+			return err
+		}
+		job.ReservationID = hold.ID
+		_, err = tx.ExecContext(ctx, `INSERT INTO image_jobs (id, user_id, conversation_id, prompt, resolution, status, cost,
+				reservation_id, client_request_id, seed, created_at)
+			VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)`,
+			job.ID, job.UserID, nullString(job.ConversationID), job.Prompt, job.Resolution, job.Cost, job.ReservationID,
+			nullString(job.ClientRequestID), job.Seed, store.NowMillis(now))
+		if err != nil {
+			return fmt.Errorf("insert image job: %w", err)
+		}
+		if _, err := s.river.InsertTx(ctx, tx, JobArgs{JobID: job.ID}, &river.InsertOpts{MaxAttempts: 20}); err != nil {
+			return fmt.Errorf("enqueue image job: %w", err)
+		}
+		return nil
+	})
+	if store.IsUniqueViolation(err) && req.ClientRequestID != "" {
+		if j, ferr := s.byClientRequestID(ctx, req.UserID, req.ClientRequestID); ferr == nil {
+			return j, nil
+		}
+	}
+	if err != nil {
+		return Job{}, err
+	}
+	s.published(ctx, job)
+	return job, nil
+}
+
+func randomSeed() int64 {
+	var b [8]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand does not fail
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1 % 1_000_000_000_000)
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+const jobColumns = `id, user_id, COALESCE(conversation_id, ''), prompt, resolution, status, cost, COALESCE(reservation_id, ''),
+	COALESCE(client_request_id, ''), COALESCE(upstream_id, ''), seed, COALESCE(storage_key, ''), COALESCE(content_type, ''),
+	COALESCE(size_bytes, 0), COALESCE(width, 0), COALESCE(height, 0), COALESCE(sha256, ''), error_code, error_message,
+	created_at, started_at, completed_at`
+
+func scanJob(row interface{ Scan(...any) error }) (Job, error) {
+	var j Job
+	var created int64
+	var started, completed sql.NullInt64
+	err := row.Scan(&j.ID, &j.UserID, &j.ConversationID, &j.Prompt, &j.Resolution, &j.Status, &j.Cost, &j.ReservationID,
+		&j.ClientRequestID, &j.UpstreamID, &j.Seed, &j.StorageKey, &j.ContentType, &j.SizeBytes, &j.Width, &j.Height,
+		&j.SHA256, &j.ErrorCode, &j.ErrorMessage, &created, &started, &completed)
+	j.CreatedAt, j.StartedAt, j.CompletedAt = store.Time(created), store.NullTime(started), store.NullTime(completed)
+	return j, err
+}
+
+func (s *Service) byClientRequestID(ctx context.Context, userID, clientRequestID string) (Job, error) {
+	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM image_jobs WHERE user_id = $1 AND client_request_id = $2`,
+		userID, clientRequestID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, ErrNotFound
+	}
+	return j, err
+}
+
+func (s *Service) get(ctx context.Context, id string) (Job, error) {
+	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM image_jobs WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, ErrNotFound
+	}
+	if err != nil {
+		return j, fmt.Errorf("get image job: %w", err)
+	}
+	return j, nil
+}
+
+// Get returns one of the user's jobs.
+func (s *Service) Get(ctx context.Context, userID, id string) (Job, error) {
+	j, err := s.get(ctx, id)
+	if err != nil || j.UserID != userID {
+		return Job{}, ErrNotFound
+	}
+	return j, nil
+}
+
+// List returns the user's jobs, newest first, and the next page's cursor.
+func (s *Service) List(ctx context.Context, userID string, limit int, after string) ([]Job, string, error) {
+	if limit == 0 {
+		limit = 30
+	}
+	if limit < 1 || limit > 100 {
+		return nil, "", luna.Errorf(luna.CodeInvalidRequest, "limit must be between 1 and 100.")
+	}
+	query := `SELECT ` + jobColumns + ` FROM image_jobs WHERE user_id = $1`
+	args := []any{userID}
+	if after != "" {
+		c, err := cursor.Parse(after)
+		if err != nil {
+			return nil, "", err
+		}
+		query += ` AND (created_at < $2 OR (created_at = $2 AND id < $3))`
+		args = append(args, c.At, c.ID)
+	}
+	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list images: %w", err)
+	}
+	defer rows.Close()
+	var list []Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list images: %w", err)
+		}
+		list = append(list, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list images: %w", err)
+	}
+	next := ""
+	if len(list) > limit {
+		list = list[:limit]
+		last := list[limit-1]
+		next = cursor.Cursor{At: store.NowMillis(last.CreatedAt), ID: last.ID}.String()
+	}
+	return list, next, nil
+}
+
+// View returns the JSON view of a job, with a fresh signed URL when its
+// image is stored.
+func (s *Service) View(ctx context.Context, j Job) (JobJSON, error) {
+	v := view(j)
+	if j.Status == StatusCompleted && j.StorageKey != "" {
+		url, err := s.store.SignedURL(ctx, j.StorageKey, s.cfg.URLTTL)
+		if err != nil {
+			return v, fmt.Errorf("sign image URL: %w", err)
+		}
+		v.Image = &ImageJSON{URL: url, ExpiresAt: s.now().Add(s.cfg.URLTTL).UTC(), ContentType: j.ContentType,
+			Width: j.Width, Height: j.Height, SizeBytes: j.SizeBytes, SHA256: j.SHA256}
+	}
+	return v, nil
+}
+
+// published tells the user's clients that a job changed, and their credits.
+func (s *Service) published(ctx context.Context, j Job) {
+	ctx = context.WithoutCancel(ctx)
+	v, err := s.View(ctx, j)
+	if err != nil {
+		s.logger.Warn("image event", "err", err)
+	}
+	if err := s.bus.PublishUser(ctx, j.UserID, events.NewEvent(events.ImageUpdated, v)); err != nil {
+		s.logger.Warn("publish image event", "err", err)
+	}
+	if c, err := s.ledger.Balance(ctx, j.UserID); err == nil {
+		if err := s.bus.PublishUser(ctx, j.UserID, events.NewEvent(events.CreditsUpdated, c)); err != nil {
+			s.logger.Warn("publish credits event", "err", err)
+		}
+	}
+}

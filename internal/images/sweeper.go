@@ -1,0 +1,88 @@
+package images
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"luna/internal/store"
+)
+
+// Run re-queues jobs whose processing instance died (their lease lapsed),
+// until ctx ends. With SQLite, one process owns the database, so at start
+// every processing job not leased by this process is re-queued at once.
+func (s *Service) Run(ctx context.Context) {
+	if s.db.Dialect == store.SQLite {
+		if n, err := s.requeueOrphans(ctx, true); err != nil {
+			s.logger.Error("re-queue orphaned image jobs", "err", err)
+		} else if n > 0 {
+			s.logger.Info("re-queued image jobs left by the previous run", "count", n)
+		}
+	}
+	ticker := time.NewTicker(s.cfg.SweepInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if _, err := s.requeueOrphans(ctx, false); err != nil && ctx.Err() == nil {
+				s.logger.Error("re-queue orphaned image jobs", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Service) requeueOrphans(ctx context.Context, all bool) (int, error) {
+	now := store.NowMillis(s.now())
+	// orphan selects jobs whose instance is gone; %s is its placeholder.
+	orphan, arg := `lease_expires_at < %s`, any(now)
+	if all {
+		orphan, arg = `COALESCE(lease_owner, '') <> %s`, s.instanceID
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM image_jobs WHERE status = 'processing' AND `+fmt.Sprintf(orphan, "$1")+` LIMIT 100`, arg)
+	if err != nil {
+		return 0, fmt.Errorf("find orphaned image jobs: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, id := range ids {
+		err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+			// Free the lease (reserved for a moment, so that other
+			// instances do not re-queue it too) and queue a fresh run.
+			res, err := tx.ExecContext(ctx, `UPDATE image_jobs SET lease_owner = NULL, lease_expires_at = $3
+				WHERE id = $1 AND status = 'processing' AND `+fmt.Sprintf(orphan, "$2"), id, arg, now+s.cfg.LeaseTTL.Milliseconds())
+			if err != nil {
+				return fmt.Errorf("release lease of image job %s: %w", id, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return nil
+			}
+			if _, err := s.river.InsertTx(ctx, tx, JobArgs{JobID: id}, &river.InsertOpts{MaxAttempts: 20}); err != nil {
+				return fmt.Errorf("re-queue image job %s: %w", id, err)
+			}
+			count++
+			return nil
+		})
+		if err != nil {
+			return count, err
+		}
+		s.logger.Info("re-queued an orphaned image job", "job_id", id)
+	}
+	return count, nil
+}

@@ -1,0 +1,516 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"luna/internal/app"
+	"luna/internal/chat"
+	"luna/internal/llm/llmtest"
+	"luna/internal/store"
+	"luna/internal/store/storetest"
+)
+
+// fastChat makes the engine's timers short so tests run quickly.
+var fastChat = chat.Config{
+	FlushInterval: 40 * time.Millisecond, LeaseTTL: 2 * time.Second, LeaseRenewEvery: 300 * time.Millisecond,
+	SweepInterval: 200 * time.Millisecond, HeartbeatEvery: time.Second, TitleTimeout: 5 * time.Second,
+}
+
+// luna is a whole Luna (app.New) behind real HTTP on loopback, with the
+// demo image endpoint, and either the demo model or a fake vLLM.
+type luna struct {
+	t      *testing.T
+	app    *app.App
+	direct string    // Luna's own address
+	url    string    // where the browser goes: Luna, or the proxy in front of it
+	proxy  *cutProxy // nil unless asked for
+	fake   *llmtest.Fake
+}
+
+type lunaOptions struct {
+	fake      *llmtest.Fake // the model; nil = the built-in demo model
+	proxy     bool          // put a proxy whose connections can be cut in front
+	configure func(*app.Config)
+}
+
+func startLuna(t *testing.T, opts lunaOptions) *luna {
+	t.Helper()
+	ctx := context.Background()
+	cfg := app.Config{
+		DatabaseURL: storetest.URL(t, store.SQLite), DataDir: t.TempDir(),
+		Auth: "local", SignupMode: "open", InitialCredits: 1000, AuthRateLimit: 1000,
+		Chat: fastChat,
+	}
+	if opts.fake != nil {
+		cfg.ModelsFile = modelsFile(t, opts.fake.BaseURL())
+	} else {
+		cfg.Demo = true
+	}
+	if opts.configure != nil {
+		opts.configure(&cfg)
+	}
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start luna: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(a.Handler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Start()
+	l := &luna{t: t, app: a, direct: srv.URL, url: srv.URL, fake: opts.fake}
+	if cfg.Demo {
+		if err := a.RegisterDemoModel(ctx, srv.URL); err != nil {
+			t.Fatalf("demo model: %v", err)
+		}
+	}
+	if cfg.Images.Backend == "" {
+		if err := a.UseDemoImages(srv.URL); err != nil {
+			t.Fatalf("demo images: %v", err)
+		}
+	}
+	bgCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.RunBackground(bgCtx); err != nil {
+			t.Errorf("background work: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		a.Chat().Shutdown(context.Background())
+		cancel()
+		<-done
+		srv.CloseClientConnections() // event streams would keep Close waiting
+		srv.Close()
+		a.Close()
+	})
+	if opts.proxy {
+		l.proxy = newCutProxy(t, srv.URL)
+		l.url = l.proxy.srv.URL
+	}
+	return l
+}
+
+// modelsFile writes a models file with one model served by the fake vLLM.
+func modelsFile(t *testing.T, baseURL string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "models.toml")
+	content := fmt.Sprintf(`[[model]]
+id = "test-model"
+name = "Test Model"
+description = "A fake vLLM for the browser tests."
+base_url = %q
+api_key = "sk-test"
+served_model_name = "test/served-model"
+context_tokens = 8192
+max_output_tokens = 256
+credits_per_1k_tokens = 1000
+first_token_timeout = "2s"
+`, baseURL)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// do calls Luna's API directly (not through the proxy) and decodes the
+// JSON answer into out (when not nil).
+func (l *luna) do(method, path, token string, body any, out any) int {
+	l.t.Helper()
+	var r io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		r = strings.NewReader(string(data))
+	}
+	req, err := http.NewRequest(method, l.direct+path, r)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		l.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if out != nil && resp.StatusCode < 300 && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			l.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// signup creates a user through the API and returns its token.
+func (l *luna) signup(email string) string {
+	l.t.Helper()
+	var s struct{ Token string }
+	if st := l.do("POST", "/v1/auth/signup", "", map[string]string{"email": email, "password": "password123"}, &s); st != http.StatusCreated {
+		l.t.Fatalf("signup %s: %d", email, st)
+	}
+	return s.Token
+}
+
+type apiMessage struct {
+	ID             string `json:"id"`
+	Role           string `json:"role"`
+	Content        string `json:"content"`
+	Status         string `json:"status"`
+	CreditsCharged int64  `json:"creditsCharged"`
+}
+
+type apiCredits struct {
+	Balance, Reserved, Available int64
+}
+
+func (l *luna) message(token, id string) apiMessage {
+	l.t.Helper()
+	var m apiMessage
+	if st := l.do("GET", "/v1/messages/"+id, token, nil, &m); st != http.StatusOK {
+		l.t.Fatalf("get message %s: %d", id, st)
+	}
+	return m
+}
+
+func (l *luna) credits(token string) apiCredits {
+	l.t.Helper()
+	var me struct{ Credits apiCredits }
+	if st := l.do("GET", "/v1/me", token, nil, &me); st != http.StatusOK {
+		l.t.Fatalf("GET /v1/me: %d", st)
+	}
+	return me.Credits
+}
+
+// waitFor checks cond every 20 ms until it holds (or fails the test after
+// timeout).
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cutProxy forwards to Luna and can cut the network: cut closes every
+// connection and refuses new ones (the browser sees a network error) until
+// restore. It records the Last-Event-ID of reply streams.
+type cutProxy struct {
+	srv     *httptest.Server
+	down    atomic.Bool
+	refused atomic.Int32
+
+	mu      sync.Mutex
+	resumes []string // Last-Event-ID of /v1/messages/…/stream requests, "" when absent
+}
+
+var streamPath = regexp.MustCompile(`^/v1/messages/[^/]+/stream$`)
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1 // stream events through at once
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			p.refused.Add(1)
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		if streamPath.MatchString(r.URL.Path) {
+			p.mu.Lock()
+			p.resumes = append(p.resumes, r.Header.Get("Last-Event-ID"))
+			p.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	p.srv.Start()
+	t.Cleanup(func() {
+		p.srv.CloseClientConnections()
+		p.srv.Close()
+	})
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.down.Store(true)
+	p.srv.CloseClientConnections()
+}
+
+func (p *cutProxy) restore() { p.down.Store(false) }
+
+func (p *cutProxy) streamResumes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.resumes...)
+}
+
+// ---- the browser ----
+
+// viewport is a screen size the app is tested at.
+type viewport struct {
+	name          string
+	width, height int64
+	mobile        bool
+}
+
+var (
+	desktop = viewport{name: "desktop", width: 1280, height: 800}
+	phone   = viewport{name: "phone", width: 375, height: 812, mobile: true}
+)
+
+// browser is a tab in a fresh headless Chromium.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	vp  viewport
+
+	mu       sync.Mutex
+	problems []string // uncaught exceptions and security-policy violations
+}
+
+// chromiumPath returns the browser to test with, or skips the test (fails
+// it when LUNA_TEST_REQUIRE_BROWSER=1, as on CI).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	path := os.Getenv("LUNA_TEST_CHROMIUM")
+	if path == "" {
+		if os.Getenv("LUNA_TEST_REQUIRE_BROWSER") == "1" {
+			t.Fatal("LUNA_TEST_REQUIRE_BROWSER=1 but LUNA_TEST_CHROMIUM is not set")
+		}
+		t.Skip("browser test: set LUNA_TEST_CHROMIUM to a Chromium binary to run it (scripts/test.sh does)")
+	}
+	return path
+}
+
+// newBrowser starts Chromium with a fresh profile and opens a tab at the
+// viewport's size.
+func newBrowser(t *testing.T, vp viewport) *browser {
+	t.Helper()
+	path := chromiumPath(t)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("use-mock-keychain", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(int(vp.width), int(vp.height)),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	b := &browser{t: t, ctx: ctx, vp: vp}
+	if err := chromedp.Listen(ctx, b.listen); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	emu := []chromedp.EmulateViewportOption{chromedp.EmulatePortrait}
+	if vp.mobile {
+		emu = append(emu, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulateScale(2))
+	}
+	b.do(chromedp.EmulateViewport(vp.width, vp.height, emu...))
+	t.Cleanup(b.checkProblems)
+	return b
+}
+
+func (b *browser) listen(ev any) {
+	var problem string
+	switch ev := ev.(type) {
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		problem = "uncaught exception: " + d.Text
+		if d.Exception != nil && d.Exception.Description != "" {
+			problem += " " + d.Exception.Description
+		}
+	case *cdplog.EventEntryAdded:
+		text := ev.Entry.Text
+		if strings.Contains(text, "Content Security Policy") || strings.Contains(text, "Trusted Type") {
+			problem = "security policy violation: " + text
+		}
+	}
+	if problem != "" {
+		b.mu.Lock()
+		b.problems = append(b.problems, problem)
+		b.mu.Unlock()
+	}
+}
+
+// checkProblems fails the test if the page threw or broke its own policy.
+func (b *browser) checkProblems() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.problems {
+		b.t.Errorf("%s: %s", b.vp.name, p)
+	}
+}
+
+// do runs actions with a bound on the time they may take.
+func (b *browser) do(actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatalf("%s: browser: %v", b.vp.name, err)
+	}
+}
+
+// eval evaluates a JavaScript expression in the page (awaiting promises)
+// and decodes its value.
+func eval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("%s: evaluate %s: %v", b.vp.name, expr, err)
+	}
+	return v
+}
+
+// waitJS waits until the expression is truthy in the page. (The page's
+// policy forbids eval, so chromedp.Poll, which builds its predicate with
+// new Function inside the page, cannot run there: the test polls from Go.)
+func (b *browser) waitJS(what, expr string, timeout time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := eval[bool](b, "!!("+expr+")")
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.shot("timeout")
+			b.t.Fatalf("%s: timed out after %v waiting for %s (%s)", b.vp.name, timeout, what, expr)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// artifactsDir is where screenshots go: LUNA_TEST_ARTIFACTS, else a
+// temporary directory of the test.
+func artifactsDir(t *testing.T) string {
+	if dir := os.Getenv("LUNA_TEST_ARTIFACTS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	return t.TempDir()
+}
+
+var shotsDirs sync.Map // test name → directory
+
+// shot saves a screenshot of the viewport and logs its path.
+func (b *browser) shot(step string) {
+	b.t.Helper()
+	dirAny, _ := shotsDirs.LoadOrStore(b.t.Name(), artifactsDir(b.t))
+	name := regexp.MustCompile(`[^A-Za-z0-9_-]+`).ReplaceAllString(b.t.Name()+"-"+b.vp.name+"-"+step, "_") + ".png"
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", step, err)
+		return
+	}
+	path := filepath.Join(dirAny.(string), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot: %s", path)
+}
+
+// open navigates to the app.
+func (b *browser) open(url string) {
+	b.t.Helper()
+	b.do(chromedp.Navigate(url))
+}
+
+// click clicks the first element matching the CSS selector, once visible.
+func (b *browser) click(sel string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+}
+
+// typeInto types text into the element (keyboard events, like a person).
+func (b *browser) typeInto(sel, text string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// signUp creates an account through the sign-up form.
+func (b *browser) signUp(email string) {
+	b.t.Helper()
+	b.click("#tab-signup")
+	b.typeInto("#auth-email", email)
+	b.typeInto("#auth-password", "password123")
+	b.click("#auth-submit")
+	b.waitJS("the app after sign-up", `document.body.dataset.screen === 'app' && document.querySelector('#credits')?.dataset.available !== undefined`, 15*time.Second)
+}
+
+// token is the session token the page keeps.
+func (b *browser) token() string {
+	return eval[string](b, `localStorage.getItem('luna.token') || ''`)
+}
+
+// jsString quotes s for JavaScript.
+func jsString(s string) string {
+	data, _ := json.Marshal(s)
+	return string(data)
+}

@@ -1,0 +1,301 @@
+// Luna's web app: the shell (top bar with the live credit balance, the
+// conversation list, the main pane), the session, the live event stream and
+// the hash router. It talks only to Luna's public API, like the iOS app.
+//
+// Layout: on wide screens the conversation list is a sidebar beside the main
+// pane; on phones they are separate screens (body[data-pane] says which is
+// shown) and the main pane has a back button.
+
+import { h, icon, fmtNumber, credits as creditsText } from './dom.js';
+import { Api, ApiError, query } from './api.js';
+import { LiveStream } from './sse.js';
+import { renderAuth, renderUnreachable } from './auth.js';
+import { ConversationList } from './conversations.js';
+import { ChatView } from './chat.js';
+import { NewChatView } from './newchat.js';
+import { ImagesView } from './images.js';
+
+const TOKEN_KEY = 'luna.token';
+const root = document.getElementById('root');
+
+// app is the state shared by the views.
+const app = {
+  token: localStorage.getItem(TOKEN_KEY) || '',
+  user: null,
+  credits: null, // {balance, reserved, available}
+  imageCost: 50, // updated from the jobs the API returns
+  events: new EventTarget(), // 'credits', 'conversation', 'message', 'image', 'resync'
+  modelsPromise: null,
+  pendingFirstMessage: null, // {conversationId, text} from the new-chat screen
+  api: null,
+  list: null,
+  view: null,
+  stream: null,
+};
+
+app.api = new Api({
+  getToken: () => app.token,
+  onUnauthorized: () => signedOut('Your session has ended. Sign in again.'),
+});
+
+// emit sends an app event to the views.
+app.emit = (type, detail) => app.events.dispatchEvent(new CustomEvent(type, { detail }));
+
+// on subscribes to an app event and returns the unsubscribe function.
+app.on = (type, fn) => {
+  const target = app.events;
+  const listener = (e) => fn(e.detail);
+  target.addEventListener(type, listener);
+  return () => target.removeEventListener(type, listener);
+};
+
+app.models = () => {
+  if (!app.modelsPromise) {
+    app.modelsPromise = app.api.get('/v1/models').then((r) => r.items, (err) => {
+      app.modelsPromise = null;
+      throw err;
+    });
+  }
+  return app.modelsPromise;
+};
+
+app.navigate = (hash) => {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+};
+
+app.setCredits = (c) => {
+  if (!c || typeof c.available !== 'number') return;
+  app.credits = c;
+  renderCredits();
+  app.emit('credits', c);
+};
+
+app.noteImageCost = (cost) => {
+  if (typeof cost === 'number' && cost > 0) app.imageCost = cost;
+};
+
+// ---- boot and session ----
+
+async function boot() {
+  if (!app.token) {
+    showAuth();
+    return;
+  }
+  try {
+    app.user = await app.api.get('/v1/me');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // signedOut already showed the sign-in screen
+    renderUnreachable(root, boot);
+    return;
+  }
+  showApp();
+}
+
+function showAuth(notice) {
+  document.body.dataset.screen = 'auth';
+  renderAuth(root, {
+    api: app.api,
+    notice,
+    onSignedIn: (session) => {
+      app.token = session.token;
+      localStorage.setItem(TOKEN_KEY, session.token);
+      app.user = session.user;
+      if (location.hash) history.replaceState(null, '', location.pathname);
+      showApp();
+    },
+  });
+}
+
+// signedOut forgets the session and everything shown for it.
+function signedOut(notice) {
+  if (!app.token && document.body.dataset.screen === 'auth') return;
+  app.token = '';
+  localStorage.removeItem(TOKEN_KEY);
+  teardown();
+  showAuth(notice);
+}
+
+async function signOut() {
+  try {
+    await app.api.post('/v1/auth/logout', undefined, { auth: false });
+  } catch { /* the token is forgotten either way */ }
+  signedOut();
+}
+
+function teardown() {
+  if (app.stream) app.stream.close();
+  app.stream = null;
+  if (app.view) app.view.dispose();
+  app.view = null;
+  if (app.list) app.list.dispose();
+  app.list = null;
+  app.user = null;
+  app.credits = null;
+  app.modelsPromise = null;
+  app.pendingFirstMessage = null;
+  app.events = new EventTarget();
+  window.removeEventListener('hashchange', route);
+}
+
+// ---- the shell ----
+
+let creditsEl, creditsAmount, creditsHeld, backButton, mainEl, connectionEl;
+
+function showApp() {
+  document.body.dataset.screen = 'app';
+  creditsAmount = h('span', { class: 'credits-amount' }, '…');
+  creditsHeld = h('span', { class: 'credits-held', hidden: true });
+  creditsEl = h('div', { id: 'credits', class: 'credits', attrs: { role: 'status', 'aria-live': 'polite', 'aria-label': 'Credits' } },
+    icon('coin'), creditsAmount, h('span', { class: 'credits-unit' }, ' credits'), creditsHeld);
+  backButton = h('a', { id: 'back', class: 'icon-button back-button', href: '#/', attrs: { 'aria-label': 'Back to conversations' } }, icon('back'));
+  mainEl = h('main', { id: 'main', class: 'main', tabIndex: -1 });
+  connectionEl = h('div', { id: 'connection', class: 'connection', hidden: true, attrs: { role: 'status' } }, 'Reconnecting to Luna…');
+  app.list = new ConversationList(app);
+
+  root.replaceChildren(
+    h('header', { class: 'topbar' },
+      backButton,
+      h('a', { class: 'brand', href: '#/', attrs: { 'aria-label': 'Luna, home' } }, h('span', { class: 'logo', attrs: { 'aria-hidden': 'true' } }), h('span', { class: 'brand-name' }, 'Luna')),
+      h('span', { class: 'spacer' }),
+      creditsEl,
+      h('button', { id: 'signout', type: 'button', class: 'button ghost small', title: app.user ? `Signed in as ${app.user.email}` : '', on: { click: signOut } }, icon('logout'), h('span', { class: 'signout-label' }, 'Sign out')),
+    ),
+    connectionEl,
+    h('div', { class: 'shell' },
+      h('nav', { class: 'sidebar', attrs: { 'aria-label': 'Conversations' } },
+        h('div', { class: 'sidebar-actions' },
+          h('a', { id: 'new-chat', class: 'button primary', href: '#/new' }, icon('plus'), 'New chat'),
+          h('a', { id: 'open-images', class: 'button', href: '#/images' }, icon('image'), 'Images'),
+        ),
+        app.list.el,
+        h('p', { class: 'sidebar-user' }, app.user ? app.user.email : ''),
+      ),
+      mainEl,
+    ),
+  );
+  if (app.user) app.setCredits(app.user.credits);
+  startEvents();
+  app.list.load();
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+function renderCredits() {
+  if (!creditsEl) return;
+  const c = app.credits;
+  creditsAmount.textContent = fmtNumber(c.available);
+  creditsEl.dataset.available = String(c.available);
+  creditsEl.dataset.balance = String(c.balance);
+  creditsEl.dataset.reserved = String(c.reserved);
+  creditsHeld.hidden = c.reserved <= 0;
+  creditsHeld.textContent = c.reserved > 0 ? ` (${fmtNumber(c.reserved)} held)` : '';
+  creditsEl.title = `${creditsText(c.available)} available. Balance ${fmtNumber(c.balance)}` +
+    (c.reserved > 0 ? `, of which ${fmtNumber(c.reserved)} held for replies and images in progress.` : '.');
+  creditsEl.classList.toggle('low', c.available < 50);
+  creditsEl.classList.remove('changed');
+  void creditsEl.offsetWidth; // restart the animation
+  creditsEl.classList.add('changed');
+}
+
+// ---- live events ----
+
+function startEvents() {
+  let opened = 0;
+  app.stream = new LiveStream('/v1/events', {
+    getToken: () => app.token,
+    resume: false, // /v1/events has no replay: reload lists after a reconnect instead
+    onOpen: () => {
+      connectionEl.hidden = true;
+      if (opened++ > 0) app.emit('resync'); // events may have been missed while away
+    },
+    onState: (s) => {
+      if (s === 'retrying') connectionEl.hidden = false;
+    },
+    onEvent: (ev) => {
+      let data;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      switch (ev.type) {
+        case 'credits.updated':
+          app.setCredits(data);
+          break;
+        case 'conversation.created':
+        case 'conversation.updated':
+          app.emit('conversation', data);
+          break;
+        case 'message.created':
+        case 'message.updated':
+          app.emit('message', { kind: ev.type.slice('message.'.length), message: data });
+          break;
+        case 'image.updated':
+          app.noteImageCost(data.cost);
+          app.emit('image', data);
+          break;
+        case 'resync':
+          app.emit('resync');
+          app.stream.restart(false);
+          break;
+        default:
+          break;
+      }
+    },
+    onFatal: (err) => {
+      if (err.status !== 401) connectionEl.hidden = false;
+    },
+  }).start();
+}
+
+// ---- routing ----
+
+function route() {
+  if (!mainEl) return;
+  if (app.view) app.view.dispose();
+  app.view = null;
+  const hash = location.hash;
+  let m, pane = 'main';
+  if ((m = /^#\/c\/([^/]+)$/.exec(hash))) {
+    app.view = new ChatView(app, decodeURIComponent(m[1]));
+  } else if (hash === '#/new') {
+    app.view = new NewChatView(app);
+  } else if (hash === '#/images') {
+    app.view = new ImagesView(app);
+  } else {
+    pane = 'list';
+    app.view = new HomeView(app);
+  }
+  document.body.dataset.pane = pane;
+  mainEl.replaceChildren(app.view.el);
+  app.list.select(app.view.conversationId || null);
+  document.getElementById('new-chat').toggleAttribute('aria-current', hash === '#/new');
+  document.getElementById('open-images').toggleAttribute('aria-current', hash === '#/images');
+  if (app.view.focus) app.view.focus();
+}
+
+// HomeView is the main pane when nothing is open (on phones the list is
+// shown instead).
+class HomeView {
+  constructor() {
+    this.el = h('section', { class: 'home' },
+      h('div', { class: 'home-inner' },
+        h('span', { class: 'logo big', attrs: { 'aria-hidden': 'true' } }),
+        h('h2', null, 'Welcome to Luna'),
+        h('p', null, 'Start a conversation with one of the models, or make an image.'),
+        h('div', { class: 'home-actions' },
+          h('a', { class: 'button primary', href: '#/new' }, icon('plus'), 'New chat'),
+          h('a', { class: 'button', href: '#/images' }, icon('image'), 'Images'),
+        ),
+      ),
+    );
+  }
+
+  dispose() {}
+}
+
+// Export for the views that need a page of a list.
+app.query = query;
+
+boot();

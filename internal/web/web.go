@@ -1,0 +1,101 @@
+// Package web is Luna's own web app: static files embedded in the binary,
+// served by `luna serve` at /, using only the public API (like the iOS app).
+//
+// There is no build step: the app is plain ES modules and CSS in static/,
+// so what is in the repository is what the browser runs.
+package web
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"net/http"
+	"strings"
+)
+
+//go:embed static
+var static embed.FS
+
+// ContentSecurityPolicy is the policy of the page. Scripts, styles, fonts
+// and API calls come only from Luna itself; nothing inline, no eval, no
+// plugins, no framing. Images may also come from object storage (presigned
+// https: URLs). Trusted Types are required with no policy allowed, so the
+// browser itself refuses any HTML string written into the page (innerHTML
+// and friends): model output can only ever become text nodes.
+const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; " +
+	"connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; " +
+	"object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+
+// Handler serves the web app: index.html at "/" and its assets under
+// "/static/".
+func Handler() http.Handler {
+	files, err := fs.Sub(static, "static")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	etags, err := hashFiles(files)
+	if err != nil {
+		panic(err)
+	}
+	fileServer := http.StripPrefix("/static/", http.FileServerFS(files))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/static/")
+		etag, ok := etags[name]
+		if !ok || name == "index.html" { // no directory listings; the page lives at /
+			http.NotFound(w, r)
+			return
+		}
+		setCommonHeaders(w, etag)
+		fileServer.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		setCommonHeaders(w, etags["index.html"])
+		setPageHeaders(w)
+		http.ServeFileFS(w, r, files, "index.html")
+	})
+	return mux
+}
+
+// hashFiles returns a strong ETag for every embedded file. Embedded files
+// have no modification time, so without ETags browsers would download every
+// module on every visit; with them a revisit costs a 304 per file.
+func hashFiles(files fs.FS) (map[string]string, error) {
+	etags := map[string]string{}
+	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(files, path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		etags[path] = `"` + hex.EncodeToString(sum[:12]) + `"`
+		return nil
+	})
+	return etags, err
+}
+
+// setCommonHeaders makes browsers revalidate every file (cheaply, with the
+// ETag) so that a new Luna binary is picked up at once, and never guess
+// content types.
+func setCommonHeaders(w http.ResponseWriter, etag string) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("ETag", etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// setPageHeaders applies the page's security policy: scripts and styles
+// only from Luna itself, no inline code, no framing, no referrer leaks to
+// the links in model replies.
+func setPageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+}
