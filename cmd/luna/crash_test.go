@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"luna/internal/imagegen/imagegentest"
 	"luna/internal/llm/llmtest"
 	"luna/internal/store"
 	"luna/internal/store/storetest"
@@ -186,5 +187,62 @@ func TestKilledInstanceIsSettledByAnother(t *testing.T) {
 	wantInterrupted(t, b.url, token, msgID, 15*time.Second)
 	if out, code := runLuna(t, bin, []string{"LUNA_DATABASE_URL=" + dbURL}, "credits", "audit"); code != 0 {
 		t.Fatalf("audit after crash: %d %s", code, out)
+	}
+}
+
+// A server killed while an image is processing, then restarted: the job
+// completes with one upstream submission and one charge.
+func TestKilledServerFinishesItsImage(t *testing.T) {
+	bin := buildLuna(t)
+	for _, dialect := range storetest.Dialects {
+		t.Run(string(dialect), func(t *testing.T) { killDuringImage(t, bin, dialect) })
+	}
+}
+
+func killDuringImage(t *testing.T, bin string, dialect store.Dialect) {
+	fake := imagegentest.NewComfyUI(t)
+	fake.SetNeverFinish(true)
+	dataDir := t.TempDir()
+	args := []string{"--data-dir", dataDir, "--image-backend", "comfyui", "--comfyui-url", fake.URL, "--image-lease", "2s"}
+	auditEnv := []string{"LUNA_DATA_DIR=" + dataDir}
+	if dialect == store.Postgres {
+		dbURL := storetest.URL(t, store.Postgres)
+		args = append(args, "--database-url", dbURL)
+		auditEnv = append(auditEnv, "LUNA_DATABASE_URL="+dbURL)
+	}
+
+	first := startLuna(t, bin, args...)
+	token := call(t, "POST", first.url+"/v1/auth/signup", "", map[string]string{"email": "a@example.com", "password": "password123"})["token"].(string)
+	job := call(t, "POST", first.url+"/v1/images", token, map[string]any{"prompt": "a lighthouse", "resolution": 512})
+	select {
+	case <-fake.Submitted():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the job was not submitted")
+	}
+	first.kill(t)
+	fake.SetNeverFinish(false)
+
+	second := startLuna(t, bin, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	var done map[string]any
+	for time.Now().Before(deadline) {
+		done = call(t, "GET", second.url+"/v1/images/"+job["id"].(string), token, nil)
+		if done["status"] == "completed" || done["status"] == "failed" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if done["status"] != "completed" {
+		t.Fatalf("after restart: %v", done)
+	}
+	if subs := fake.Submissions(); len(subs) != 1 {
+		t.Fatalf("%d upstream submissions, want 1", len(subs))
+	}
+	me := call(t, "GET", second.url+"/v1/me", token, nil)
+	if c := me["credits"].(map[string]any); c["balance"] != 950.0 || c["reserved"] != 0.0 {
+		t.Fatalf("credits = %v, want one charge of 50", c)
+	}
+	if out, code := runLuna(t, bin, auditEnv, "credits", "audit"); code != 0 {
+		t.Fatalf("audit: %d %s", code, out)
 	}
 }

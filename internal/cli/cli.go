@@ -171,6 +171,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.Duration(&ic.Jobs.Timeout, "image-timeout", 5*time.Minute, "images: give up on a job this long after it started")
 	fs.Int(&ic.Jobs.MaxQueuedPerUser, "image-queue-per-user", 4, "images: pending + processing jobs per user (429 beyond)")
 	fs.Duration(&ic.Jobs.URLTTL, "image-url-ttl", time.Hour, "images: lifetime of signed image URLs")
+	fs.Duration(&ic.Jobs.LeaseTTL, "image-lease", 30*time.Second, "images: a processing job is re-queued by another instance after its instance stopped renewing it for this long")
 	fs.String(&ic.Storage, "storage", "local", "images: local (data dir) or s3")
 	fs.String(&ic.PublicURL, "public-url", "", "absolute URL clients reach Luna at (makes local image URLs absolute), e.g. https://luna.example.com")
 	fs.String(&ic.S3.Endpoint, "s3-endpoint", "", "S3: endpoint host:port or URL")

@@ -25,6 +25,7 @@ import (
 
 	"luna/internal/app"
 	"luna/internal/chat"
+	"luna/internal/clerk/clerktest"
 	"luna/internal/llm/llmtest"
 	"luna/internal/store"
 	"luna/internal/store/storetest"
@@ -108,6 +109,17 @@ func startLuna(t *testing.T, opts lunaOptions) *luna {
 		l.url = l.proxy.srv.URL
 	}
 	return l
+}
+
+// startClerkLuna starts Luna in Clerk mode (against a fake Clerk).
+func startClerkLuna(t *testing.T) *luna {
+	t.Helper()
+	fake := clerktest.New(t)
+	return startLuna(t, lunaOptions{configure: func(c *app.Config) {
+		c.Auth = "clerk"
+		c.ClerkIssuer = fake.Issuer()
+		c.ClerkJWKSURL = fake.JWKSURL()
+	}})
 }
 
 // modelsFile writes a models file with one model served by the fake vLLM.

@@ -22,7 +22,10 @@ export function bindEnterToSend(textarea, send) {
 
 // modelFacts describes a model's limits and price in a few words.
 export function modelFacts(m) {
-  const k = (n) => (n >= 1000 ? `${fmtNumber(Math.round(n / 100) / 10)}k` : fmtNumber(n));
+  const k = (n) => {
+    if (n >= 1024 && n % 1024 === 0) return `${fmtNumber(n / 1024)}K`;
+    return n >= 1000 ? `${fmtNumber(Math.round(n / 100) / 10)}K` : fmtNumber(n);
+  };
   const price = m.creditsPer1kTokens;
   const priceText = price === 0 ? 'free' : `${fmtNumber(price)} ${price === 1 ? 'credit' : 'credits'} per 1k tokens`;
   return `${k(m.contextTokens)} tokens of context · replies up to ${k(m.maxOutputTokens)} tokens · ${priceText}`;
