@@ -487,3 +487,24 @@ func TestChatRules(t *testing.T) {
 		}
 	})
 }
+
+func TestChatFairUse(t *testing.T) {
+	fake := llmtest.New(t)
+	fake.SetDefault(llmtest.Script{Tokens: []string{"slow"}, FirstTokenDelay: time.Second})
+	s := newChatServer(t, store.SQLite, fake, func(c *app.Config) {
+		c.Chat.MaxRunningPerUser = 1
+		c.UserRateLimit = 3
+	})
+	token := s.signup("a@example.com")
+	first, second := s.newConversation(token), s.newConversation(token)
+	s.send(token, first, "one")
+	r := s.do("POST", "/v1/conversations/"+second+"/messages", token, map[string]string{"content": "two"})
+	if r.status != http.StatusTooManyRequests || r.errorCode(t) != "rate_limited" {
+		t.Fatalf("second running reply: %d %s", r.status, r.body)
+	}
+	s.do("POST", "/v1/conversations/"+second+"/messages", token, map[string]string{"content": "three"})
+	r = s.do("POST", "/v1/conversations/"+second+"/messages", token, map[string]string{"content": "four"})
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("fourth request in a minute: %d %v %s", r.status, r.header, r.body)
+	}
+}

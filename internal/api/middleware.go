@@ -179,11 +179,22 @@ func clientAddress(r *http.Request) string {
 	return host
 }
 
+// limitAuth limits sign-up and login attempts per client address.
 func (s *Server) limitAuth(next http.HandlerFunc) http.HandlerFunc {
+	return s.limit(s.authLimiter, clientAddress, "Too many attempts; try again in a minute.", next)
+}
+
+// limitUser limits a signed-in user's costly requests (sends, images).
+func (s *Server) limitUser(next http.HandlerFunc) http.HandlerFunc {
+	return s.limit(s.userLimiter, func(r *http.Request) string { return userFrom(r.Context()).ID },
+		"Too many requests; slow down a little.", next)
+}
+
+func (s *Server) limit(l *rateLimiter, key func(*http.Request) string, message string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if ok, retry := s.authLimiter.allow(clientAddress(r)); !ok {
+		if ok, retry := l.allow(key(r)); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
-			s.writeError(w, r, errorf(luna.CodeRateLimited, "Too many attempts; try again in a minute."))
+			s.writeError(w, r, errorf(luna.CodeRateLimited, "%s", message))
 			return
 		}
 		next(w, r)

@@ -48,6 +48,9 @@ type Config struct {
 	// AuthRateLimit is how many sign-up/login attempts one client address
 	// may make per minute; default 20.
 	AuthRateLimit int
+	// UserRateLimit is how many messages and image requests one user may
+	// send per minute; default 60.
+	UserRateLimit int
 }
 
 // Server serves the API.
@@ -61,6 +64,7 @@ type Server struct {
 	logger         *slog.Logger
 	maxBodyBytes   int64
 	authLimiter    *rateLimiter
+	userLimiter    *rateLimiter
 	handler        http.Handler
 	chat           *chat.Service
 	images         *images.Service
@@ -97,6 +101,11 @@ func New(cfg Config) *Server {
 		perMinute = 20
 	}
 	s.authLimiter = newRateLimiter(perMinute, time.Minute)
+	userPerMinute := cfg.UserRateLimit
+	if userPerMinute <= 0 {
+		userPerMinute = 60
+	}
+	s.userLimiter = newRateLimiter(userPerMinute, time.Minute)
 	s.handler = s.routes()
 	return s
 }
@@ -133,13 +142,13 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/conversations/{id}", true, s.handleGetConversation},
 		{"PATCH", "/v1/conversations/{id}", true, s.handleRenameConversation},
 		{"GET", "/v1/conversations/{id}/messages", true, s.handleListMessages},
-		{"POST", "/v1/conversations/{id}/messages", true, s.handleSendMessage},
+		{"POST", "/v1/conversations/{id}/messages", true, s.limitUser(s.handleSendMessage)},
 		{"GET", "/v1/messages/{id}", true, s.handleGetMessage},
 		{"GET", "/v1/messages/{id}/stream", true, s.handleMessageStream},
 		{"POST", "/v1/messages/{id}/cancel", true, s.handleCancelMessage},
 		{"GET", "/v1/events", true, s.handleEvents},
 
-		{"POST", "/v1/images", true, s.handleCreateImage},
+		{"POST", "/v1/images", true, s.limitUser(s.handleCreateImage)},
 		{"GET", "/v1/images", true, s.handleListImages},
 		{"GET", "/v1/images/{id}", true, s.handleGetImage},
 	}

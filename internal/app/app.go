@@ -53,6 +53,7 @@ type Config struct {
 
 	MaxBodyBytes    int64
 	AuthRateLimit   int           // sign-up/login attempts per client address per minute
+	UserRateLimit   int           // messages and image requests per user per minute
 	ShutdownTimeout time.Duration // how long running requests get on SIGTERM
 	SweepInterval   time.Duration // how often expired credit holds are voided
 
@@ -163,7 +164,7 @@ func (a *App) init(ctx context.Context) error {
 
 	apiCfg := api.Config{
 		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Images: a.images, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
-		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit,
+		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit, UserRateLimit: cfg.UserRateLimit,
 	}
 	switch cfg.Auth {
 	case api.AuthLocal, "":

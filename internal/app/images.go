@@ -23,7 +23,7 @@ type ImageConfig struct {
 	RunpodAPIKey      string
 	Headers           map[string]string // extra headers for the backend (auth behind a proxy)
 	WorkflowFile      string            // API-format workflow; empty = the built-in FLUX schnell workflow
-	WorkflowMapping   string            // with WorkflowFile: "prompt=6.text,width=27.width,height=27.height,seed=25.noise_seed,steps=17.steps"
+	WorkflowMapping   string            // with WorkflowFile: "prompt=6.text,width=27.width,height=27.height,seed=31.seed,steps=31.steps"
 	PollInterval      time.Duration     // how often the backend is asked about a job; default 2s
 
 	Storage   string // "local" (default) or "s3"

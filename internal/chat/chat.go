@@ -33,6 +33,7 @@ var (
 	ErrGenerationInProgress = &luna.Error{Code: luna.CodeGenerationInProgress, Message: "A reply is still being generated in this conversation; wait for it or stop it."}
 	ErrModelUnavailable     = &luna.Error{Code: luna.CodeModelUnavailable, Message: "This conversation's model is no longer available."}
 	ErrShuttingDown         = &luna.Error{Code: luna.CodeUnavailable, Message: "The server is restarting; try again in a moment."}
+	ErrTooManyRunning       = &luna.Error{Code: luna.CodeRateLimited, Message: "Too many replies are being generated at once; wait for one to finish."}
 )
 
 // Limits on what users send.

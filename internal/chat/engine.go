@@ -93,12 +93,37 @@ type engine struct {
 	mu       sync.Mutex
 	gens     map[string]*generation
 	stopping bool
-	running  sync.WaitGroup // generations and title jobs
+	running  sync.WaitGroup           // generations and title jobs
+	slots    map[string]chan struct{} // per model: a semaphore of upstream requests
 }
 
 func newEngine(s *Service, instanceID string) *engine {
-	return &engine{s: s, instanceID: instanceID, gens: map[string]*generation{}}
+	return &engine{s: s, instanceID: instanceID, gens: map[string]*generation{}, slots: map[string]chan struct{}{}}
 }
+
+// acquireModelSlot waits for one of the model's upstream slots, so that one
+// busy user cannot flood a GPU server; it gives up after ModelSlotWait.
+func (e *engine) acquireModelSlot(ctx context.Context, modelID string) (release func(), err error) {
+	e.mu.Lock()
+	slots := e.slots[modelID]
+	if slots == nil {
+		slots = make(chan struct{}, e.s.cfg.MaxRunningPerModel)
+		e.slots[modelID] = slots
+	}
+	e.mu.Unlock()
+	timer := time.NewTimer(e.s.cfg.ModelSlotWait)
+	defer timer.Stop()
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-timer.C:
+		return nil, errModelBusy
+	}
+}
+
+var errModelBusy = errors.New("model busy")
 
 func (e *engine) closing() bool {
 	e.mu.Lock()
@@ -139,7 +164,12 @@ func (e *engine) run(g *generation) {
 		MaxTokens: g.reply.MaxTokens, ConnectTimeout: model.ConnectTimeout, FirstTokenTimeout: firstToken,
 	}
 	var res llm.Result
-	var err error
+	release, err := e.acquireModelSlot(g.ctx, model.ID)
+	if err != nil {
+		e.finish(g, res, err, promptTokens)
+		return
+	}
+	defer release()
 	retriedTimeout, retriedContext := false, false
 	for {
 		res, err = e.s.streamer.Stream(g.ctx, req, g.appendText)
@@ -192,6 +222,8 @@ func (e *engine) outcomeOf(g *generation, res llm.Result, err error, promptEstim
 		o.status, o.errorCode, o.errorMessage = StatusInterrupted, "interrupted", "The server restarted before the reply finished."
 	case errors.Is(err, context.DeadlineExceeded) && g.ctx.Err() != nil:
 		o.status, o.errorCode, o.errorMessage = StatusInterrupted, "interrupted", "The reply took too long and was stopped."
+	case errors.Is(err, errModelBusy):
+		o.status, o.errorCode, o.errorMessage = StatusError, luna.CodeUpstreamUnavailable, "The model is busy right now; try again in a moment."
 	case errors.As(err, &upstreamErr):
 		o.status, o.errorCode, o.errorMessage = StatusError, luna.CodeUpstreamUnavailable, upstreamErr.Message
 		if upstreamErr.Kind == llm.KindContextLength {

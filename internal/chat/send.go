@@ -77,6 +77,19 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		ParentID: userMsg.ID, CreatedAt: replyAt.UTC(), UpdatedAt: replyAt.UTC(),
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Lock the user's row: this user's sends count their running
+		// replies one after the other (SQLite serialises anyway).
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
+			return fmt.Errorf("lock user: %w", err)
+		}
+		var running int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND status IN ('pending', 'streaming')`,
+			req.UserID).Scan(&running); err != nil {
+			return fmt.Errorf("count running replies: %w", err)
+		}
+		if running >= s.cfg.MaxRunningPerUser {
+			return ErrTooManyRunning
+		}
 		// Cap the reply to what the balance affords rather than refusing.
 		balance, err := credits.BalanceTx(ctx, tx, req.UserID)
 		if err != nil {

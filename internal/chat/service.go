@@ -28,6 +28,9 @@ type Config struct {
 	HeartbeatEvery           time.Duration // SSE comment interval on idle streams; 15s
 	TitleTimeout             time.Duration // 30s
 	DefaultFirstTokenTimeout time.Duration // when the model sets none; 2m
+	MaxRunningPerUser        int           // replies generating at once per user; beyond it 429; 3
+	MaxRunningPerModel       int           // upstream requests at once per model on this instance; more wait for a slot; 64
+	ModelSlotWait            time.Duration // how long a reply waits for a model slot before failing as busy; 1m
 }
 
 func (c *Config) setDefaults() {
@@ -48,6 +51,13 @@ func (c *Config) setDefaults() {
 	if c.MinReplyTokens <= 0 {
 		c.MinReplyTokens = 32
 	}
+	if c.MaxRunningPerUser <= 0 {
+		c.MaxRunningPerUser = 3
+	}
+	if c.MaxRunningPerModel <= 0 {
+		c.MaxRunningPerModel = 64
+	}
+	def(&c.ModelSlotWait, time.Minute)
 }
 
 // Service runs conversations and the generations of their replies.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -135,7 +136,7 @@ api_key = "sk-test"
 served_model_name = "test/served-model"
 context_tokens = 8192
 max_output_tokens = 256
-credits_per_1k_tokens = 1000
+credits_per_1k_tokens = 10
 first_token_timeout = "2s"
 `, baseURL)
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -504,6 +505,28 @@ func (b *browser) click(sel string) {
 func (b *browser) typeInto(sel, text string) {
 	b.t.Helper()
 	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// pressEnter presses Enter (with Shift if asked) in the focused element the
+// way a keyboard does: one keydown that carries the text "\r", so that a
+// page that cancels the keydown gets no new line. (chromedp's SendKeys
+// sends the character as a separate event, which a page cannot cancel.)
+func (b *browser) pressEnter(shift bool) {
+	b.t.Helper()
+	down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+		WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13, Text: "\r", UnmodifiedText: "\r"}
+	if shift {
+		down.Modifiers = int64(chromedp.ModifierShift)
+	}
+	up := down
+	up.Type, up.Text, up.UnmodifiedText = input.DispatchKeyEventTypeKeyUp, "", ""
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	for _, ev := range []input.DispatchKeyEventParams{down, up} {
+		if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, ev); err != nil {
+			b.t.Fatalf("%s: press Enter: %v", b.vp.name, err)
+		}
+	}
 }
 
 // signUp creates an account through the sign-up form.

@@ -59,7 +59,7 @@ export class ImagesView {
     bindEnterToSend(this.prompt, () => this.create());
 
     this.gallery = h('ul', { id: 'gallery', class: 'gallery', attrs: { 'aria-label': 'Your images' } });
-    this.empty = h('p', { class: 'muted', hidden: true }, 'No images yet. Describe one above.');
+    this.empty = h('p', { id: 'gallery-empty', class: 'muted', hidden: true }, 'No images yet. Describe one above.');
     this.more = h('button', { type: 'button', class: 'button ghost small load-more', hidden: true, on: { click: () => this.loadMore() } }, 'Load more');
     this.listError = h('p', { class: 'form-error', attrs: { role: 'alert' } });
 

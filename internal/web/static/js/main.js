@@ -159,7 +159,7 @@ function showApp() {
       h('a', { class: 'brand', href: '#/', attrs: { 'aria-label': 'Luna, home' } }, h('span', { class: 'logo', attrs: { 'aria-hidden': 'true' } }), h('span', { class: 'brand-name' }, 'Luna')),
       h('span', { class: 'spacer' }),
       creditsEl,
-      h('button', { id: 'signout', type: 'button', class: 'button ghost small', title: app.user ? `Signed in as ${app.user.email}` : '', on: { click: signOut } }, icon('logout'), h('span', { class: 'signout-label' }, 'Sign out')),
+      h('button', { id: 'signout', type: 'button', class: 'button ghost small', attrs: { 'aria-label': 'Sign out' }, title: app.user ? `Signed in as ${app.user.email}` : '', on: { click: signOut } }, icon('logout'), h('span', { class: 'signout-label' }, 'Sign out')),
     ),
     connectionEl,
     h('div', { class: 'shell' },
