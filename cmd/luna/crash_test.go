@@ -246,3 +246,54 @@ func killDuringImage(t *testing.T, bin string, dialect store.Dialect) {
 		t.Fatalf("audit: %d %s", code, out)
 	}
 }
+
+// SIGTERM lets running replies finish for --shutdown-timeout, then
+// interrupts the rest, releasing their credits; the process exits cleanly.
+func TestGracefulShutdownDuringReplies(t *testing.T) {
+	bin := buildLuna(t)
+	cases := []struct {
+		name       string
+		script     llmtest.Script
+		grace      string
+		wantStatus string
+	}{
+		{"finishes within the grace period", llmtest.Script{Tokens: []string{" a", " short", " reply"}, TokenDelay: 300 * time.Millisecond}, "10s", "complete"},
+		{"interrupted at the deadline", slowStory(), "1s", "interrupted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := llmtest.New(t)
+			fake.SetDefault(tc.script)
+			dataDir := t.TempDir()
+			args := []string{"--data-dir", dataDir, "--models-file", crashModels(t, fake.BaseURL()), "--shutdown-timeout", tc.grace}
+			p := startLuna(t, bin, args...)
+			token := call(t, "POST", p.url+"/v1/auth/signup", "", map[string]string{"email": "a@example.com", "password": "password123"})["token"].(string)
+			conv := call(t, "POST", p.url+"/v1/conversations", token, map[string]string{"modelId": "crash-model"})["id"].(string)
+			sent := call(t, "POST", p.url+"/v1/conversations/"+conv+"/messages", token, map[string]string{"content": "hi"})
+			msgID := sent["assistantMessage"].(map[string]any)["id"].(string)
+			time.Sleep(400 * time.Millisecond) // let some text arrive
+			if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			waited := make(chan error, 1)
+			go func() { waited <- p.cmd.Wait() }()
+			select {
+			case err := <-waited:
+				if err != nil {
+					t.Fatalf("luna exited with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("luna did not stop")
+			}
+			again := startLuna(t, bin, args...)
+			m := call(t, "GET", again.url+"/v1/messages/"+msgID, token, nil)
+			if m["status"] != tc.wantStatus || m["content"] == "" {
+				t.Fatalf("after shutdown: %v", m)
+			}
+			me := call(t, "GET", again.url+"/v1/me", token, nil)
+			if c := me["credits"].(map[string]any); c["reserved"] != 0.0 {
+				t.Fatalf("credits after shutdown = %v", c)
+			}
+		})
+	}
+}
