@@ -91,17 +91,20 @@ func (e *engine) flush(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var changed []string
 		for _, p := range batch {
 			p.g.mu.Lock()
-			changed := p.upTo > p.g.persisted
+			if p.upTo > p.g.persisted {
+				changed = append(changed, p.g.reply.ID)
+			}
 			p.g.persisted = max(p.g.persisted, p.upTo)
 			p.g.leaseAt = now
 			p.g.mu.Unlock()
-			if changed {
-				if err := e.s.bus.PublishMessage(ctx, p.g.reply.ID); err != nil {
-					e.s.logger.Warn("publish message signal", "err", err)
-				}
-			}
+		}
+		// One signal for the whole batch: listeners on other instances
+		// read the new text.
+		if err := e.s.bus.PublishMessages(ctx, changed); err != nil {
+			e.s.logger.Warn("publish message signals", "err", err)
 		}
 		for _, g := range lost {
 			// Finished meanwhile (then its row is final) or interrupted by

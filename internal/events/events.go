@@ -160,9 +160,9 @@ type Bus struct {
 
 // notification is what travels between instances.
 type notification struct {
-	UserID    string `json:"u,omitempty"`
-	Event     *Event `json:"e,omitempty"`
-	MessageID string `json:"m,omitempty"`
+	UserID     string   `json:"u,omitempty"`
+	Event      *Event   `json:"e,omitempty"`
+	MessageIDs []string `json:"m,omitempty"`
 }
 
 // NewLocal returns an in-process bus.
@@ -178,8 +178,10 @@ func (h *hub) dispatch(n notification) {
 	switch {
 	case n.Event != nil && n.UserID != "":
 		h.deliverUser(n.UserID, *n.Event)
-	case n.MessageID != "":
-		h.deliverMessage(n.MessageID)
+	default:
+		for _, id := range n.MessageIDs {
+			h.deliverMessage(id)
+		}
 	}
 }
 
@@ -192,7 +194,24 @@ func (b *Bus) PublishUser(ctx context.Context, userID string, ev Event) error {
 
 // PublishMessage signals that messageID changed.
 func (b *Bus) PublishMessage(ctx context.Context, messageID string) error {
-	return b.publish(ctx, notification{MessageID: messageID})
+	return b.PublishMessages(ctx, []string{messageID})
+}
+
+// messagesPerNotification keeps a batch of message ids under PostgreSQL's
+// NOTIFY payload limit.
+const messagesPerNotification = 150
+
+// PublishMessages signals that several messages changed, in as few
+// notifications as fit (one per ~150 messages).
+func (b *Bus) PublishMessages(ctx context.Context, messageIDs []string) error {
+	for len(messageIDs) > 0 {
+		n := min(len(messageIDs), messagesPerNotification)
+		if err := b.publish(ctx, notification{MessageIDs: messageIDs[:n]}); err != nil {
+			return err
+		}
+		messageIDs = messageIDs[n:]
+	}
+	return nil
 }
 
 // SubscribeUser subscribes to one user's events on this instance.

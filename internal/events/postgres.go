@@ -46,7 +46,7 @@ func eventType(n notification) string {
 	if n.Event != nil {
 		return n.Event.Type
 	}
-	return "message signal"
+	return "message signals"
 }
 
 func listen(ctx context.Context, databaseURL string, h *hub, logger *slog.Logger, ready chan struct{}) {

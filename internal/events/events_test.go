@@ -1,0 +1,94 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"luna/internal/events"
+	"luna/internal/store"
+	"luna/internal/store/storetest"
+)
+
+func TestLocalBusDelivers(t *testing.T) {
+	bus := events.NewLocal()
+	testBus(t, bus, bus)
+}
+
+// Two buses on one PostgreSQL database stand for two instances: what one
+// publishes, the other's subscribers receive.
+func TestPostgresBusCrossesInstances(t *testing.T) {
+	url := storetest.URL(t, store.Postgres)
+	db, err := store.Open(context.Background(), url, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, readyA := events.NewPostgres(ctx, db.DB, url, nil)
+	b, readyB := events.NewPostgres(ctx, db.DB, url, nil)
+	<-readyA
+	<-readyB
+	testBus(t, a, b)
+}
+
+func testBus(t *testing.T, publisher, subscriber *events.Bus) {
+	t.Helper()
+	ctx := context.Background()
+	alice := subscriber.SubscribeUser("alice")
+	defer alice.Close()
+	bob := subscriber.SubscribeUser("bob")
+	defer bob.Close()
+	msg := subscriber.SubscribeMessage("m1")
+	defer msg.Close()
+
+	if err := publisher.PublishUser(ctx, "alice", events.NewEvent(events.CreditsUpdated, map[string]int{"balance": 5})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-alice.C:
+		if ev.Type != events.CreditsUpdated || string(ev.Data) != `{"balance":5}` {
+			t.Fatalf("event = %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("alice got no event")
+	}
+	// A batch of message signals reaches the subscriber of one of them.
+	ids := make([]string, 400)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m%d", i)
+	}
+	if err := publisher.PublishMessages(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-msg.C:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message signal")
+	}
+	select {
+	case ev := <-bob.C:
+		t.Fatalf("bob got alice's event %+v", ev)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// A subscriber that stops reading is told to resync instead of blocking
+// the publisher.
+func TestSlowSubscriberLags(t *testing.T) {
+	bus := events.NewLocal()
+	sub := bus.SubscribeUser("u")
+	defer sub.Close()
+	for i := range 1000 {
+		if err := bus.PublishUser(context.Background(), "u", events.NewEvent("x", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-sub.Lagged:
+	default:
+		t.Fatal("a subscriber 1000 events behind was not told to resync")
+	}
+}
