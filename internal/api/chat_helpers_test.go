@@ -159,6 +159,9 @@ func (s *testServer) openStream(path, token, lastEventID string) *sseStream {
 		s.t.Fatalf("stream %s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	s.t.Cleanup(func() { resp.Body.Close() })
+	if resp.Header.Get("X-Accel-Buffering") != "no" || resp.Header.Get("Cache-Control") != "no-cache" {
+		s.t.Fatalf("stream headers %v: want X-Accel-Buffering: no and Cache-Control: no-cache", resp.Header)
+	}
 	return &sseStream{resp: resp, r: bufio.NewReader(resp.Body)}
 }
 

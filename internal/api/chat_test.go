@@ -508,3 +508,26 @@ func TestChatFairUse(t *testing.T) {
 		t.Fatalf("fourth request in a minute: %d %v %s", r.status, r.header, r.body)
 	}
 }
+
+// When the model cannot name the conversation, the title falls back to the
+// first words of the question.
+func TestChatTitleFallback(t *testing.T) {
+	fake := llmtest.New(t)
+	fake.Enqueue(llmtest.Script{Tokens: []string{"Sunny."}})
+	fake.SetDefault(llmtest.Script{Status: 500, ErrorMessage: "no"})
+	s := newChatServer(t, store.SQLite, fake, nil)
+	token := s.signup("a@example.com")
+	conv := s.newConversation(token)
+	s.waitFinal(token, s.send(token, conv, "Tell me about the weather in Lisbon today please"))
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if title := s.do("GET", "/v1/conversations/"+conv, token, nil).json(t)["title"]; title != "" {
+			if title != "Tell me about the weather in" {
+				t.Fatalf("title = %q", title)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no title")
+}
