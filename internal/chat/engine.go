@@ -156,7 +156,12 @@ func (e *engine) run(g *generation) {
 	model := g.model
 	prompt, promptTokens := buildPrompt(model, g.history, 0)
 	firstToken := model.FirstTokenTimeout
-	if firstToken <= 0 {
+	switch {
+	case firstToken > 0:
+	case strings.Contains(model.BaseURL, ".runpod.ai/"):
+		// Serverless endpoints scale from zero: a cold start can take minutes.
+		firstToken = max(e.s.cfg.DefaultFirstTokenTimeout, 5*time.Minute)
+	default:
 		firstToken = e.s.cfg.DefaultFirstTokenTimeout
 	}
 	req := llm.Request{
