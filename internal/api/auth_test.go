@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"luna/internal/accounts"
@@ -129,4 +130,33 @@ func TestMeShowsReservedCredits(t *testing.T) {
 			t.Fatalf("credits = %v, want balance 1000, reserved 300, available 700", c)
 		}
 	})
+}
+
+func TestAuthConfig(t *testing.T) {
+	s := newTestServer(t, store.SQLite, func(c *app.Config) { c.SignupMode = accounts.SignupInvite })
+	r := s.do("GET", "/v1/auth/config", "", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("auth config: %d %s", r.status, r.body)
+	}
+	if got := r.json(t); got["mode"] != "local" || got["signupMode"] != "invite" || got["imageCost"] != 50.0 {
+		t.Fatalf("auth config = %v", got)
+	}
+}
+
+// An operator's grant reaches the user's open event stream.
+func TestGrantIsPublished(t *testing.T) {
+	s := newTestServer(t, store.SQLite, nil)
+	token := s.signup("a@example.com")
+	events := s.openStream("/v1/events", token, "")
+	if ev, ok := events.next(); !ok || ev.name != "credits.updated" {
+		t.Fatalf("first event = %v", ev)
+	}
+	me := s.do("GET", "/v1/me", token, nil).json(t)
+	if _, err := s.app.Ledger().Grant(context.Background(), credits.GrantRequest{UserID: me["id"].(string), Amount: 25}); err != nil {
+		t.Fatal(err)
+	}
+	ev, ok := events.next()
+	if !ok || ev.name != "credits.updated" || !strings.Contains(ev.data, `"balance":1025`) {
+		t.Fatalf("event after grant = %v", ev)
+	}
 }

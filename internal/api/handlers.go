@@ -57,6 +57,16 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Write(openAPIDocument) //nolint:errcheck // client went away
 }
 
+// handleAuthConfig tells clients how to sign in before they try: the
+// identity mode, the sign-up mode, and the image price.
+func (s *Server) handleAuthConfig(w http.ResponseWriter, r *http.Request) {
+	cfg := map[string]any{"mode": s.authMode, "signupMode": nil, "imageCost": s.imageCost}
+	if s.authMode == AuthLocal {
+		cfg["signupMode"] = s.accounts.SignupMode()
+	}
+	writeJSON(w, http.StatusOK, cfg)
+}
+
 type sessionJSON struct {
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expiresAt"`

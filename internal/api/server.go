@@ -51,6 +51,8 @@ type Config struct {
 	// UserRateLimit is how many messages and image requests one user may
 	// send per minute; default 60.
 	UserRateLimit int
+	// ImageCost is the price of an image, published by GET /v1/auth/config.
+	ImageCost int64
 }
 
 // Server serves the API.
@@ -65,6 +67,7 @@ type Server struct {
 	maxBodyBytes   int64
 	authLimiter    *rateLimiter
 	userLimiter    *rateLimiter
+	imageCost      int64
 	handler        http.Handler
 	chat           *chat.Service
 	images         *images.Service
@@ -85,7 +88,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
 		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
-		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
+		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
 	}
 	if s.heartbeatEvery <= 0 {
 		s.heartbeatEvery = 15 * time.Second
@@ -129,6 +132,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/readyz", false, s.handleReadyz},
 		{"GET", "/openapi.json", false, s.handleOpenAPI},
 
+		{"GET", "/v1/auth/config", false, s.handleAuthConfig},
 		{"POST", "/v1/auth/signup", false, s.limitAuth(s.handleSignup)},
 		{"POST", "/v1/auth/login", false, s.limitAuth(s.handleLogin)},
 		{"POST", "/v1/auth/logout", true, s.handleLogout},

@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -128,7 +129,6 @@ func (a *App) init(ctx context.Context) error {
 		logger.Info("models synced", "file", cfg.ModelsFile, "count", len(list))
 	}
 
-	a.ledger = credits.NewLedger(a.db)
 	if a.db.Dialect == store.Postgres {
 		bus, ready := events.NewPostgres(a.bgCtx, a.db.DB, cfg.DatabaseURL, logger)
 		select {
@@ -140,6 +140,17 @@ func (a *App) init(ctx context.Context) error {
 	} else {
 		a.bus = events.NewLocal()
 	}
+	// Grants, adjustments and expired holds change balances outside the
+	// chat and image flows: tell the user's clients.
+	a.ledger = credits.NewLedger(a.db, credits.WithChangeHook(func(ctx context.Context, userID string) {
+		c, err := credits.BalanceTx(ctx, a.db.DB, userID)
+		if err == nil {
+			err = a.bus.PublishUser(ctx, userID, events.NewEvent(events.CreditsUpdated, c))
+		}
+		if err != nil {
+			logger.Warn("publish credits event", "err", err)
+		}
+	}))
 	instanceID := newInstanceID()
 	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger), instanceID, cfg.Chat, logger)
 	logger.Info("instance", "id", instanceID)
@@ -165,6 +176,7 @@ func (a *App) init(ctx context.Context) error {
 	apiCfg := api.Config{
 		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Images: a.images, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit, UserRateLimit: cfg.UserRateLimit,
+		ImageCost: cmp.Or(cfg.Images.Jobs.Cost, 50),
 	}
 	switch cfg.Auth {
 	case api.AuthLocal, "":
@@ -193,7 +205,7 @@ func (a *App) init(ctx context.Context) error {
 	a.api = api.New(apiCfg)
 	mux := http.NewServeMux()
 	mux.Handle("/", a.api)
-	webApp := web.Handler()
+	webApp := web.Handler(plainHTTPImageOrigins(cfg.Images)...)
 	mux.Handle("GET /{$}", webApp)
 	mux.Handle("GET /static/", webApp)
 	if localFiles != nil {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -150,4 +151,20 @@ func (a *App) newImageParts(ctx context.Context) (*switchableBackend, images.Sto
 	default:
 		return nil, nil, nil, fmt.Errorf("storage %q: want local or s3", cfg.Storage)
 	}
+}
+
+// plainHTTPImageOrigins returns the object storage origin when browsers
+// reach it over plain http, for the web app's Content-Security-Policy.
+func plainHTTPImageOrigins(cfg ImageConfig) []string {
+	if cfg.Storage != "s3" {
+		return nil
+	}
+	endpoint := cmp.Or(cfg.S3.PublicEndpoint, cfg.S3.Endpoint)
+	switch {
+	case strings.HasPrefix(endpoint, "http://"):
+		return []string{strings.TrimRight(endpoint, "/")}
+	case !strings.Contains(endpoint, "://") && !cfg.S3.UseSSL:
+		return []string{"http://" + endpoint}
+	}
+	return nil
 }

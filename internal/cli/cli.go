@@ -17,6 +17,7 @@ import (
 	"luna/internal/api"
 	"luna/internal/app"
 	"luna/internal/credits"
+	"luna/internal/events"
 	"luna/internal/store"
 )
 
@@ -247,7 +248,17 @@ func (d *dbFlags) openServices(ctx context.Context) (svc *accounts.Service, ledg
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ledger = credits.NewLedger(db)
+	var opts []credits.Option
+	if db.Dialect == store.Postgres {
+		// Running servers relay the new balance to the user's clients.
+		bus := events.NewPostgresPublisher(db.DB)
+		opts = append(opts, credits.WithChangeHook(func(ctx context.Context, userID string) {
+			if c, err := credits.BalanceTx(ctx, db.DB, userID); err == nil {
+				bus.PublishUser(ctx, userID, events.NewEvent(events.CreditsUpdated, c)) //nolint:errcheck // best effort
+			}
+		}))
+	}
+	ledger = credits.NewLedger(db, opts...)
 	svc, err = accounts.NewService(db, ledger, accounts.Config{SignupMode: accounts.SignupOpen}, nil, nil)
 	if err != nil {
 		db.Close()

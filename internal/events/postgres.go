@@ -23,8 +23,16 @@ const maxPayload = 7900
 // drops. It runs until ctx ends; ready is closed once the first LISTEN
 // succeeded (or ctx ended).
 func NewPostgres(ctx context.Context, db *sql.DB, databaseURL string, logger *slog.Logger) (*Bus, <-chan struct{}) {
-	h := newHub()
-	b := &Bus{hub: h, publish: func(ctx context.Context, n notification) error {
+	b := NewPostgresPublisher(db)
+	ready := make(chan struct{})
+	go listen(ctx, databaseURL, b.hub, logger, ready)
+	return b, ready
+}
+
+// NewPostgresPublisher returns a bus that only publishes (its subscribers
+// get nothing): for admin commands that change what running servers show.
+func NewPostgresPublisher(db *sql.DB) *Bus {
+	return &Bus{hub: newHub(), publish: func(ctx context.Context, n notification) error {
 		payload, err := json.Marshal(n)
 		if err != nil {
 			return fmt.Errorf("encode event: %w", err)
@@ -37,9 +45,6 @@ func NewPostgres(ctx context.Context, db *sql.DB, databaseURL string, logger *sl
 		}
 		return nil
 	}}
-	ready := make(chan struct{})
-	go listen(ctx, databaseURL, h, logger, ready)
-	return b, ready
 }
 
 func eventType(n notification) string {

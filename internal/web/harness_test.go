@@ -57,10 +57,11 @@ type lunaOptions struct {
 
 func startLuna(t *testing.T, opts lunaOptions) *luna {
 	t.Helper()
+	chromiumPath(t) // skip (or fail) before starting anything
 	ctx := context.Background()
 	cfg := app.Config{
 		DatabaseURL: storetest.URL(t, store.SQLite), DataDir: t.TempDir(),
-		Auth: "local", SignupMode: "open", InitialCredits: 1000, AuthRateLimit: 1000,
+		Auth: "local", SignupMode: "open", InitialCredits: 1000, AuthRateLimit: 1000, UserRateLimit: 1000,
 		Chat: fastChat,
 	}
 	if opts.fake != nil {
@@ -93,7 +94,7 @@ func startLuna(t *testing.T, opts lunaOptions) *luna {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := a.RunBackground(bgCtx); err != nil {
+		if err := a.RunBackground(bgCtx); err != nil && bgCtx.Err() == nil {
 			t.Errorf("background work: %v", err)
 		}
 	}()
@@ -318,6 +319,8 @@ type browser struct {
 	ctx context.Context
 	vp  viewport
 
+	shots string // where screenshots go
+
 	mu       sync.Mutex
 	problems []string // uncaught exceptions and security-policy violations
 }
@@ -444,13 +447,14 @@ func (b *browser) waitJS(what, expr string, timeout time.Duration) {
 	b.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ok := eval[bool](b, "!!("+expr+")")
-		if ok {
+		// An exception (an element not there yet) counts as "not yet".
+		state := eval[string](b, "(() => { try { return ("+expr+") ? 'yes' : 'no'; } catch (e) { return String(e); } })()")
+		if state == "yes" {
 			return
 		}
 		if time.Now().After(deadline) {
 			b.shot("timeout")
-			b.t.Fatalf("%s: timed out after %v waiting for %s (%s)", b.vp.name, timeout, what, expr)
+			b.t.Fatalf("%s: timed out after %v waiting for %s (%s): %s", b.vp.name, timeout, what, expr, state)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -468,13 +472,17 @@ func artifactsDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-var shotsDirs sync.Map // test name → directory
-
 // shot saves a screenshot of the viewport and logs its path.
 func (b *browser) shot(step string) {
 	b.t.Helper()
-	dirAny, _ := shotsDirs.LoadOrStore(b.t.Name(), artifactsDir(b.t))
-	name := regexp.MustCompile(`[^A-Za-z0-9_-]+`).ReplaceAllString(b.t.Name()+"-"+b.vp.name+"-"+step, "_") + ".png"
+	if b.shots == "" {
+		b.shots = artifactsDir(b.t)
+	}
+	base := b.t.Name()
+	if !strings.HasSuffix(base, "/"+b.vp.name) {
+		base += "-" + b.vp.name
+	}
+	name := regexp.MustCompile(`[^A-Za-z0-9_-]+`).ReplaceAllString(base+"-"+step, "_") + ".png"
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
@@ -482,7 +490,7 @@ func (b *browser) shot(step string) {
 		b.t.Logf("screenshot %s: %v", step, err)
 		return
 	}
-	path := filepath.Join(dirAny.(string), name)
+	path := filepath.Join(b.shots, name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
@@ -537,6 +545,16 @@ func (b *browser) signUp(email string) {
 	b.typeInto("#auth-password", "password123")
 	b.click("#auth-submit")
 	b.waitJS("the app after sign-up", `document.body.dataset.screen === 'app' && document.querySelector('#credits')?.dataset.available !== undefined`, 15*time.Second)
+}
+
+// noStrayValues fails the test if the page shows "undefined", "null",
+// "NaN" or "[object Object]": a value that went to the screen unformatted.
+func (b *browser) noStrayValues() {
+	b.t.Helper()
+	text := eval[string](b, `document.body.innerText`)
+	if m := regexp.MustCompile(`\b(undefined|null|NaN)\b|\[object Object\]`).FindString(text); m != "" {
+		b.t.Errorf("%s: the page shows %q: %q", b.vp.name, m, text)
+	}
 }
 
 // token is the session token the page keeps.

@@ -3,6 +3,18 @@
 //
 // There is no build step: the app is plain ES modules and CSS in static/,
 // so what is in the repository is what the browser runs.
+//
+//	static/index.html       the empty page; everything is built by js/main.js
+//	static/app.css          the styles (sidebar + chat on wide screens, separate screens on phones)
+//	static/js/main.js       session, shell, live balance, /v1/events, hash routing
+//	static/js/api.js        fetch with the bearer token; error codes in words
+//	static/js/sse.js        SSE parser over fetch, reconnection with Last-Event-ID
+//	static/js/markdown.js   model output to DOM nodes (never HTML strings)
+//	static/js/chat.js       a conversation: history, streaming reply, stop
+//	static/js/…             sign-in, conversation list, new chat, images
+//
+// The browser tests (package web_test) run the app in headless Chromium
+// against a whole Luna; see harness_test.go.
 package web
 
 import (
@@ -28,8 +40,13 @@ const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 	"object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 
 // Handler serves the web app: index.html at "/" and its assets under
-// "/static/".
-func Handler() http.Handler {
+// "/static/". imageOrigins widens the policy's img-src for object storage
+// reached over plain http (a local S3-compatible server, say).
+func Handler(imageOrigins ...string) http.Handler {
+	policy := ContentSecurityPolicy
+	if len(imageOrigins) > 0 {
+		policy = strings.Replace(policy, "img-src 'self' data: blob: https:;", "img-src 'self' data: blob: https: "+strings.Join(imageOrigins, " ")+";", 1)
+	}
 	files, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
@@ -52,7 +69,7 @@ func Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		setCommonHeaders(w, etags["index.html"])
-		setPageHeaders(w)
+		setPageHeaders(w, policy)
 		http.ServeFileFS(w, r, files, "index.html")
 	})
 	return mux
@@ -91,9 +108,9 @@ func setCommonHeaders(w http.ResponseWriter, etag string) {
 // setPageHeaders applies the page's security policy: scripts and styles
 // only from Luna itself, no inline code, no framing, no referrer leaks to
 // the links in model replies.
-func setPageHeaders(w http.ResponseWriter) {
+func setPageHeaders(w http.ResponseWriter, policy string) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("Content-Security-Policy", policy)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")

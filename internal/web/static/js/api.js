@@ -115,6 +115,12 @@ export function friendlyError(err, ctx = {}) {
   }
 }
 
+// sentence ends s with a full stop unless it has its own punctuation.
+function sentence(s) {
+  s = s.trim();
+  return /[.!?…)]$/.test(s) ? s : s + '.';
+}
+
 function detail(err) {
   const m = (err.message || '').trim();
   return m && !/^the server answered/i.test(m) ? ` (${m})` : '';
@@ -125,19 +131,18 @@ function detail(err) {
 export function replyErrorText(status, error) {
   const code = error && error.code;
   const msg = (error && error.message) || '';
-  if (status === 'interrupted') {
-    return (msg || 'The reply was interrupted.') + ' Credits for it were released.';
-  }
+  const released = ' Credits for it were released.';
+  if (status === 'interrupted') return sentence(msg || 'The reply was interrupted.') + released;
   switch (code) {
     case 'upstream_unavailable':
-      return 'The model failed to answer' + (msg ? `: ${msg}` : '.') + ' Credits for it were released.';
+      return sentence(msg || 'The model failed to answer.') + released;
     case 'insufficient_credits':
       return 'Not enough credits to finish this reply.';
     case 'model_unavailable':
       return 'This model is not available any more.';
     case 'invalid_request':
-      return (msg || 'The model refused the request.') + ' Credits for it were released.';
+      return sentence(msg || 'The model refused the request.') + released;
     default:
-      return (msg || 'The reply failed.') + ' Credits for it were released.';
+      return sentence(msg || 'The reply failed.') + released;
   }
 }

@@ -46,6 +46,29 @@ export function renderAuth(root, { api, onSignedIn, notice }) {
   ));
   setMode('signin');
   email.focus();
+  applyServerConfig();
+
+  // applyServerConfig asks the server how sign-in works here, so the form
+  // can say so before the first attempt (Clerk, invite-only, closed).
+  async function applyServerConfig() {
+    let cfg;
+    try {
+      cfg = await api.request('GET', '/v1/auth/config', undefined, { auth: false });
+    } catch {
+      return; // an older server or no network: the form still works
+    }
+    if (!cfg) return;
+    if (cfg.mode === 'clerk') {
+      showClerk();
+      return;
+    }
+    if (cfg.signupMode === 'invite') {
+      const hintText = invite.previousSibling?.querySelector?.('.optional');
+      if (hintText) hintText.textContent = '(required: sign-up is by invitation)';
+    } else if (cfg.signupMode === 'closed') {
+      tabSignup.hidden = true;
+    }
+  }
 
   function setMode(m) {
     mode = m;

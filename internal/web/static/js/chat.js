@@ -8,7 +8,7 @@
 // exactly the missing bytes, and if its count ever disagrees with an id it
 // starts over from a snapshot instead of showing a wrong text.
 
-import { h, icon, credits as creditsText, randomId, utf8Length } from './dom.js';
+import { h, icon, setChildren, credits as creditsText, randomId, utf8Length } from './dom.js';
 import { ApiError, friendlyError, replyErrorText, query } from './api.js';
 import { LiveStream } from './sse.js';
 import { renderMarkdown } from './markdown.js';
@@ -145,7 +145,9 @@ export class ChatView {
       const page = await this.app.api.get(`/v1/conversations/${encodeURIComponent(this.conversationId)}/messages` + query({ cursor: this.next }));
       if (this.disposed) return;
       const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
-      for (const m of page.items) if (!this.records.has(m.id)) this.add(m, { quiet: true });
+      // An older page goes above everything shown, in its own order.
+      const top = this.list.firstElementChild;
+      for (const m of page.items) if (!this.records.has(m.id)) this.add(m, { before: top });
       this.next = page.nextCursor;
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom; // keep what was on screen in place
     } catch (err) {
@@ -177,14 +179,14 @@ export class ChatView {
     this.title.classList.toggle('untitled', !c.title);
     this.app.models().then((models) => {
       const m = models.find((x) => x.id === c.modelId);
-      this.modelLabel.replaceChildren(m ? m.name : c.modelId, m && m.demo ? demoBadge() : null);
+      setChildren(this.modelLabel, m ? m.name : c.modelId, m && m.demo ? demoBadge() : null);
     }, () => { this.modelLabel.textContent = c.modelId; });
   }
 
   // ---- messages ----
 
   // add shows a message in time order; a running reply is followed.
-  add(m, { quiet = false } = {}) {
+  add(m, { before: at } = {}) {
     if (this.records.has(m.id)) return this.records.get(m.id);
     const content = h('div', { class: 'content' });
     const meta = h('div', { class: 'meta' });
@@ -194,17 +196,20 @@ export class ChatView {
     const rec = { data: { ...m }, el, content, meta, follow: null, renderQueued: false };
     this.records.set(m.id, rec);
     // Insert before the first message created later (usually: at the end).
-    const t = Date.parse(m.createdAt);
-    let before = null;
-    for (let n = this.list.lastElementChild; n; n = n.previousElementSibling) {
-      if (Date.parse(n.dataset.createdAt) <= t) break;
-      before = n;
+    let before = at;
+    if (before === undefined) {
+      const t = Date.parse(m.createdAt);
+      before = null;
+      for (let n = this.list.lastElementChild; n; n = n.previousElementSibling) {
+        if (Date.parse(n.dataset.createdAt) <= t) break;
+        before = n;
+      }
     }
     this.list.insertBefore(el, before);
     this.renderContent(rec);
     this.renderMeta(rec);
     if (m.role === 'assistant' && running(m.status)) this.follow(rec);
-    if (!quiet) this.updateHistoryTop();
+    if (at === undefined) this.updateHistoryTop();
     return rec;
   }
 
@@ -364,6 +369,8 @@ export class ChatView {
   renderMeta(rec) {
     const m = rec.data;
     const parts = [];
+    // Screen readers wait for a reply to be complete before reading it.
+    rec.el.setAttribute('aria-busy', String(running(m.status)));
     if (m.role === 'assistant') {
       if (running(m.status)) {
         parts.push(h('span', { class: 'status' }, rec.el.classList.contains('reconnecting') ? 'Reconnecting…' : 'Writing…'));

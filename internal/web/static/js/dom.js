@@ -29,6 +29,13 @@ export function h(tag, props, ...children) {
   return el;
 }
 
+// setChildren replaces el's children, skipping null, undefined and false
+// as h does (replaceChildren would show them as text).
+export function setChildren(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
 function append(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;

@@ -1,7 +1,7 @@
 // The images screen: a prompt, a size, the price before generating, live
 // job status (image.updated events), and the gallery with a full-size view.
 
-import { h, icon, fmtNumber, credits as creditsText, randomId, relativeTime } from './dom.js';
+import { h, icon, setChildren, fmtNumber, credits as creditsText, randomId, relativeTime } from './dom.js';
 import { ApiError, friendlyError, query } from './api.js';
 import { bindEnterToSend } from './widgets.js';
 
@@ -111,7 +111,7 @@ export class ImagesView {
     const cost = this.app.imageCost;
     const c = this.app.credits;
     const enough = !c || c.available >= cost;
-    this.cost.replaceChildren(
+    setChildren(this.cost,
       h('span', { class: 'price' }, `Costs ${creditsText(cost)}`),
       c ? h('span', { class: enough ? 'muted' : 'warning' }, ` · you have ${fmtNumber(c.available)} available`) : null,
       h('span', { class: 'muted note' }, '. Held while the image is made; released if it fails.'),

@@ -78,6 +78,8 @@ app.noteImageCost = (cost) => {
 // ---- boot and session ----
 
 async function boot() {
+  // The image price, before any image exists (best effort).
+  app.api.get('/v1/auth/config', { auth: false }).then((c) => app.noteImageCost(c && c.imageCost), () => {});
   if (!app.token) {
     showAuth();
     return;
@@ -236,7 +238,8 @@ function startEvents() {
           app.emit('image', data);
           break;
         case 'resync':
-          app.emit('resync');
+          // Luna dropped events for this client: reconnect, then reload
+          // (onOpen emits 'resync' to the views once connected again).
           app.stream.restart(false);
           break;
         default:
@@ -244,7 +247,8 @@ function startEvents() {
       }
     },
     onFatal: (err) => {
-      if (err.status !== 401) connectionEl.hidden = false;
+      if (err.status === 401) signedOut('Your session has ended. Sign in again.');
+      else connectionEl.hidden = false;
     },
   }).start();
 }
@@ -270,9 +274,16 @@ function route() {
   document.body.dataset.pane = pane;
   mainEl.replaceChildren(app.view.el);
   app.list.select(app.view.conversationId || null);
-  document.getElementById('new-chat').toggleAttribute('aria-current', hash === '#/new');
-  document.getElementById('open-images').toggleAttribute('aria-current', hash === '#/images');
-  if (app.view.focus) app.view.focus();
+  setCurrent(document.getElementById('new-chat'), hash === '#/new');
+  setCurrent(document.getElementById('open-images'), hash === '#/images');
+  // Focus the view's main field, but not on touch screens, where that
+  // would pop up the keyboard over what the person came to read.
+  if (app.view.focus && matchMedia('(pointer: fine)').matches) app.view.focus();
+}
+
+function setCurrent(el, current) {
+  if (current) el.setAttribute('aria-current', 'page');
+  else el.removeAttribute('aria-current');
 }
 
 // HomeView is the main pane when nothing is open (on phones the list is
