@@ -18,6 +18,7 @@ import (
 	"luna/internal/accounts"
 	"luna/internal/api"
 	"luna/internal/app"
+	"luna/internal/chat"
 )
 
 // benchModelID is the id of the model that points Luna at the fake upstream.
@@ -33,10 +34,23 @@ type lunaServer struct {
 	warnings *atomic.Int64
 }
 
-// startLuna starts Luna on databaseURL (empty: SQLite in dataDir) with a
-// models file that points at upstreamURL. Credits never run out and the
-// sign-up rate limit never bites; the chat engine keeps its defaults.
-func startLuna(ctx context.Context, dataDir, databaseURL, upstreamURL string, tokens int, logs io.Writer) (*lunaServer, error) {
+// lunaOptions is how the benchmark sets Luna up.
+type lunaOptions struct {
+	dataDir     string
+	databaseURL string // empty: SQLite in dataDir
+	upstreamURL string
+	tokens      int // per reply
+	// perUser is the replies one user runs at once (Luna's limit is set
+	// to it); modelSlots the upstream requests Luna runs at once.
+	perUser, modelSlots int
+	logs                io.Writer
+}
+
+// startLuna starts Luna with a models file that points at the upstream.
+// Credits never run out and the sign-up rate limit never bites; the chat
+// engine keeps its defaults but for the two limits in opts.
+func startLuna(ctx context.Context, opts lunaOptions) (*lunaServer, error) {
+	dataDir, tokens := opts.dataDir, opts.tokens
 	modelsFile := filepath.Join(dataDir, "models.toml")
 	models := fmt.Sprintf(`[[model]]
 id = %q
@@ -46,16 +60,17 @@ served_model_name = %q
 context_tokens = %d
 max_output_tokens = %d
 first_token_timeout = "2m"
-`, benchModelID, upstreamURL, upstreamModel, tokens+4096, tokens+100)
+`, benchModelID, opts.upstreamURL, upstreamModel, tokens+4096, tokens+100)
 	if err := os.WriteFile(modelsFile, []byte(models), 0o600); err != nil {
 		return nil, err
 	}
 	warnings := new(atomic.Int64)
-	logger := slog.New(&logTally{Handler: slog.NewTextHandler(logs, nil), count: warnings})
+	logger := slog.New(&logTally{Handler: slog.NewTextHandler(opts.logs, nil), count: warnings})
 	a, err := app.New(ctx, app.Config{
-		Addr: "127.0.0.1:0", DataDir: dataDir, DatabaseURL: databaseURL,
+		Addr: "127.0.0.1:0", DataDir: dataDir, DatabaseURL: opts.databaseURL,
 		Auth: api.AuthLocal, SignupMode: accounts.SignupOpen, InitialCredits: 1_000_000_000,
 		AuthRateLimit: 1_000_000, ModelsFile: modelsFile, Logger: logger,
+		Chat: chat.Config{MaxRunningPerUser: opts.perUser, MaxRunningPerModel: opts.modelSlots},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start luna: %w", err)

@@ -51,6 +51,7 @@ type config struct {
 	ramp        time.Duration
 	prefill     time.Duration
 	perUser     int
+	modelSlots  int
 	databaseURL string
 	jsonOut     bool
 	timeout     time.Duration
@@ -67,7 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.tokens, "tokens", 200, "tokens per reply")
 	fs.DurationVar(&c.ramp, "ramp", -1, "spread the sends evenly over this time (0: all at once; default: half a reply, tokens/rate/2, so that all streams run together for the second half)")
 	fs.DurationVar(&c.prefill, "prefill", 0, "the upstream's delay before the first token")
-	fs.IntVar(&c.perUser, "per-user", 10, "conversations per user (each user signs up once; sign-up hashes a password)")
+	fs.IntVar(&c.perUser, "per-user", 3, "conversations per user, all running at once (Luna's --max-replies-per-user is set to it; its default is 3)")
+	fs.IntVar(&c.modelSlots, "max-requests-per-model", 0, "Luna's --max-requests-per-model: upstream requests at once (default -n, so that no stream waits for a slot; Luna's own default is 64)")
 	fs.StringVar(&c.databaseURL, "database-url", "", "empty: SQLite in a temporary directory; postgres://…: a server on which a fresh database is created, and dropped afterwards")
 	fs.BoolVar(&c.jsonOut, "json", false, "write the report as JSON")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
@@ -87,6 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-n, -tokens and -per-user must be at least 1")
 	case c.rate <= 0:
 		return c, errors.New("-rate must be positive")
+	}
+	if c.modelSlots <= 0 {
+		c.modelSlots = c.streams
 	}
 	if c.ramp < 0 {
 		c.ramp = time.Duration(float64(c.tokens) / c.rate / 2 * float64(time.Second))
@@ -110,7 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep := report{
 		Streams: cfg.streams, TokensPerReply: cfg.tokens, TokensPerSecond: cfg.rate,
-		RampSeconds: cfg.ramp.Seconds(), PrefillMs: ms(cfg.prefill), Database: "sqlite", Machine: describeMachine(),
+		RampSeconds: cfg.ramp.Seconds(), PrefillMs: ms(cfg.prefill), PerUser: cfg.perUser, ModelSlots: cfg.modelSlots,
+		Database: "sqlite", Machine: describeMachine(),
 	}
 
 	reply := newReplyText(cfg.tokens)
@@ -149,88 +155,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	progress("starting Luna (%s)", rep.Database)
 	dbURL := ""
 	if pg != nil {
 		dbURL = pg.url
 	}
-	luna, err := startLuna(ctx, dataDir, dbURL, baseURL(ln), cfg.tokens, stderr)
+	opts := lunaOptions{
+		dataDir: dataDir, databaseURL: dbURL, upstreamURL: baseURL(ln), tokens: cfg.tokens,
+		perUser: cfg.perUser, modelSlots: cfg.modelSlots, logs: stderr,
+	}
+	lunaRun, db, warnings, err := measureLuna(ctx, cfg, opts, &reply, pg, progress)
 	if err != nil {
 		return err
 	}
-	lunaStopped := false
-	defer func() {
-		if !lunaStopped {
-			luna.stop() //nolint:errcheck // already failing
-		}
-	}()
-	client := newHTTPClient(cfg.streams)
-	defer client.CloseIdleConnections()
-	progress("signing up %d users, creating %d conversations", (cfg.streams+cfg.perUser-1)/cfg.perUser, cfg.streams)
-	convs, err := luna.setup(ctx, client, cfg.streams, cfg.perUser, runtime.NumCPU())
-	if err != nil {
-		return err
-	}
-	var xact0 int64
-	var serverCPU0 time.Duration
-	if pg != nil {
-		progress("waiting %s for PostgreSQL's statistics to settle", statsFlushWait)
-		select {
-		case <-time.After(statsFlushWait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if xact0, err = pg.xactCommit(ctx); err != nil {
-			return err
-		}
-		serverCPU0, _ = pg.serverCPU()
-	}
-
-	progress("through Luna: %d streams", cfg.streams)
-	lc := &lunaClient{http: client, url: luna.url, convs: convs, tokens: cfg.tokens}
-	stopProfile, err := startProfiles(cfg.cpuProfile, cfg.trace)
-	if err != nil {
-		return err
-	}
-	commits0 := luna.app.DB().Transactions()
-	lunaRun := runPhase(ctx, cfg.streams, cfg.ramp, &reply, lc.stream)
-	commits := luna.app.DB().Transactions() - commits0
-	if err := stopProfile(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// Stopping Luna closes its connections: PostgreSQL backends publish
-	// their statistics when they exit.
-	lunaStopped = true
-	if err := luna.stop(); err != nil {
-		progress("warning: stop Luna: %v", err)
-	}
-	rep.LunaWarnings = luna.warnings.Load()
-
 	rep.Direct = summarize(directRun, cfg.tokens)
 	rep.Luna = summarize(lunaRun, cfg.tokens)
 	rep.Added = difference(rep.Luna, rep.Direct)
-	rep.DB.Commits = commits
-	rep.DB.CommitsPerSecond = float64(commits) / lunaRun.wall.Seconds()
-	if pg != nil {
-		if err := pg.waitDisconnected(ctx); err != nil {
-			progress("warning: %v", err)
-		}
-		xact1, err := pg.xactCommit(ctx)
-		if err != nil {
-			return err
-		}
-		n, perSecond := xact1-xact0, float64(xact1-xact0)/lunaRun.wall.Seconds()
-		rep.DB.XactCommits, rep.DB.XactCommitsPerSecond = &n, &perSecond
-		if serverCPU1, ok := pg.serverCPU(); ok {
-			seconds := (serverCPU1 - serverCPU0).Seconds()
-			per1K := seconds / float64(max(rep.Luna.TokensDelivered, 1)) * 1000
-			rep.DB.ServerCPUSeconds, rep.DB.ServerCPUPer1K = &seconds, &per1K
-			// The server is not one of the "other processes".
-			rep.Luna.OtherCores = max(rep.Luna.OtherCores-seconds/rep.Luna.WallSeconds, 0)
-		}
+	rep.DB, rep.LunaWarnings = db, warnings
+	if db.ServerCPUSeconds != nil {
+		// The PostgreSQL server is not one of the "other processes".
+		rep.Luna.OtherCores = max(rep.Luna.OtherCores-*db.ServerCPUSeconds/rep.Luna.WallSeconds, 0)
 	}
 
 	if cfg.jsonOut {
@@ -239,6 +182,94 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = rep.writeText(stdout)
 	}
 	return errors.Join(err, rep.failure())
+}
+
+// measureLuna starts Luna, signs up its users and creates the
+// conversations, then runs the Luna phase and reports Luna's database work
+// and how many warnings it logged. It stops Luna before reading
+// PostgreSQL's counters: backends publish their statistics when they exit.
+func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *replyText, pg *pgDatabase,
+	progress func(string, ...any)) (run phaseRun, db dbReport, warnings int64, err error) {
+	progress("starting Luna")
+	luna, err := startLuna(ctx, opts)
+	if err != nil {
+		return run, db, 0, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			luna.stop() //nolint:errcheck // already failing
+		}
+	}()
+	client := newHTTPClient(cfg.streams)
+	defer client.CloseIdleConnections()
+	progress("signing up %d users, creating %d conversations", (cfg.streams+cfg.perUser-1)/cfg.perUser, cfg.streams)
+	convs, err := luna.setup(ctx, client, cfg.streams, cfg.perUser, runtime.NumCPU())
+	if err != nil {
+		return run, db, 0, err
+	}
+	var xact0 int64
+	var serverCPU0 time.Duration
+	if pg != nil {
+		progress("waiting %s for PostgreSQL's statistics to settle", statsFlushWait)
+		select {
+		case <-time.After(statsFlushWait):
+		case <-ctx.Done():
+			return run, db, 0, ctx.Err()
+		}
+		if xact0, err = pg.xactCommit(ctx); err != nil {
+			return run, db, 0, err
+		}
+		serverCPU0, _ = pg.serverCPU()
+	}
+
+	progress("through Luna: %d streams", cfg.streams)
+	lc := &lunaClient{http: client, url: luna.url, convs: convs, tokens: cfg.tokens}
+	stopProfiles, err := startProfiles(cfg.cpuProfile, cfg.trace)
+	if err != nil {
+		return run, db, 0, err
+	}
+	commits0, pool0 := luna.app.DB().Transactions(), luna.app.DB().Stats()
+	run = runPhase(ctx, cfg.streams, cfg.ramp, reply, lc.stream)
+	commits, pool1 := luna.app.DB().Transactions()-commits0, luna.app.DB().Stats()
+	if err := stopProfiles(); err != nil {
+		return run, db, 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return run, db, 0, err
+	}
+	stopped = true
+	if err := luna.stop(); err != nil {
+		progress("warning: stop Luna: %v", err)
+	}
+
+	db = dbReport{
+		Commits: commits, CommitsPerSecond: float64(commits) / run.wall.Seconds(), MaxOpenConns: pool1.MaxOpenConnections,
+		PoolWaits: pool1.WaitCount - pool0.WaitCount, PoolWaitSeconds: (pool1.WaitDuration - pool0.WaitDuration).Seconds(),
+	}
+	if pg != nil {
+		if err := pg.waitDisconnected(ctx); err != nil {
+			progress("warning: %v", err)
+		}
+		xact1, err := pg.xactCommit(ctx)
+		if err != nil {
+			return run, db, 0, err
+		}
+		n, perSecond := xact1-xact0, float64(xact1-xact0)/run.wall.Seconds()
+		db.XactCommits, db.XactCommitsPerSecond = &n, &perSecond
+		if serverCPU1, ok := pg.serverCPU(); ok {
+			tokens := 0
+			for _, rec := range run.records {
+				if rec != nil {
+					tokens += rec.tokens
+				}
+			}
+			seconds := (serverCPU1 - serverCPU0).Seconds()
+			per1K := seconds / float64(max(tokens, 1)) * 1000
+			db.ServerCPUSeconds, db.ServerCPUPer1K = &seconds, &per1K
+		}
+	}
+	return run, db, luna.warnings.Load(), nil
 }
 
 // startProfiles starts a CPU profile and an execution trace into the

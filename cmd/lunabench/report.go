@@ -18,6 +18,8 @@ type report struct {
 	TokensPerSecond float64 `json:"tokensPerSecond"`
 	RampSeconds     float64 `json:"rampSeconds"`
 	PrefillMs       float64 `json:"prefillMs"`
+	PerUser         int     `json:"conversationsPerUser"`
+	ModelSlots      int     `json:"maxRequestsPerModel"`
 	Database        string  `json:"database"` // "sqlite" or "postgres"
 	Machine         machine `json:"machine"`
 
@@ -84,6 +86,11 @@ type added struct {
 type dbReport struct {
 	Commits          int64   `json:"commits"` // transactions committed by Luna's store.DB.InTx
 	CommitsPerSecond float64 `json:"commitsPerSecond"`
+	// Luna's connection pool (database/sql): its size, and how often and
+	// how long, in total, queries waited for a free connection.
+	MaxOpenConns    int     `json:"maxOpenConns"`
+	PoolWaits       int64   `json:"poolWaits"`
+	PoolWaitSeconds float64 `json:"poolWaitSeconds"`
 	// PostgreSQL only: the server's xact_commit (every statement outside a
 	// transaction counts as one), and the server's CPU time when readable.
 	XactCommits          *int64   `json:"xactCommits,omitempty"`
@@ -167,6 +174,7 @@ func (r *report) writeText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "lunabench: %d streams × %d tokens at %g tokens/s, sends spread over %gs, %s\n",
 		r.Streams, r.TokensPerReply, r.TokensPerSecond, r.RampSeconds, dbName)
+	fmt.Fprintf(&b, "Luna:      %d conversations per user, --max-requests-per-model %d, other settings default\n", r.PerUser, r.ModelSlots)
 	fmt.Fprintf(&b, "machine:   %d CPUs %s, %s %s, load average before: %s\n\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.OS, r.Machine.LoadAvg)
 	row := func(name, direct, luna, add string) {
@@ -193,16 +201,18 @@ func (r *report) writeText(w io.Writer) error {
 	row("wall time", fmt.Sprintf("%.1f s", d.WallSeconds), fmt.Sprintf("%.1f s", l.WallSeconds), "")
 	row("other processes' CPU (cores)", fmt.Sprintf("%.2f", d.OtherCores), fmt.Sprintf("%.2f", l.OtherCores), "")
 	fmt.Fprintf(&b, "\nLuna's database during the Luna phase:\n")
-	fmt.Fprintf(&b, "  transactions committed by Luna (InTx)  %d, %.1f/s\n", r.DB.Commits, r.DB.CommitsPerSecond)
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-42s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	line("transactions committed by Luna (InTx)", "%d, %.1f/s", r.DB.Commits, r.DB.CommitsPerSecond)
+	line(fmt.Sprintf("waits for a free connection (pool of %d)", r.DB.MaxOpenConns), "%d, %.1f s in total", r.DB.PoolWaits, r.DB.PoolWaitSeconds)
 	if r.DB.XactCommits != nil {
-		fmt.Fprintf(&b, "  PostgreSQL xact_commit                 %d, %.1f/s (every statement outside a transaction counts)\n",
-			*r.DB.XactCommits, *r.DB.XactCommitsPerSecond)
+		line("PostgreSQL xact_commit", "%d, %.1f/s (every statement outside a transaction counts)", *r.DB.XactCommits, *r.DB.XactCommitsPerSecond)
 	}
 	if r.DB.ServerCPUSeconds != nil {
-		fmt.Fprintf(&b, "  PostgreSQL server CPU                  %.2f s, %.4f s per 1,000 tokens (not in the figures above)\n",
-			*r.DB.ServerCPUSeconds, *r.DB.ServerCPUPer1K)
+		line("PostgreSQL server CPU", "%.2f s, %.4f s per 1,000 tokens (not in the figures above)", *r.DB.ServerCPUSeconds, *r.DB.ServerCPUPer1K)
 	}
-	fmt.Fprintf(&b, "  Luna warnings and errors logged        %d\n", r.LunaWarnings)
+	line("Luna warnings and errors logged", "%d", r.LunaWarnings)
 	for _, p := range []struct {
 		name string
 		errs []string
