@@ -184,22 +184,14 @@ type usageJSON struct {
 
 func (s *Server) handleMessageStream(w http.ResponseWriter, r *http.Request) {
 	userID, messageID := userFrom(r.Context()).ID, r.PathValue("id")
-	// Answer 404 in the error shape before the stream starts.
-	if _, err := s.chat.GetMessage(r.Context(), userID, messageID); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	sw, err := startSSE(w)
-	if err != nil {
-		return
-	}
+	sw := newSSEWriter(w)
 	lastEventID := r.Header.Get("Last-Event-ID")
 	if lastEventID == "" {
 		lastEventID = r.URL.Query().Get("lastEventId") // for clients that cannot set headers
 	}
-	err = s.chat.Follow(ctx, userID, messageID, lastEventID, func(ev chat.StreamEvent) error {
+	err := s.chat.Follow(ctx, userID, messageID, lastEventID, func(ev chat.StreamEvent) error {
 		id := strconv.Itoa(ev.Offset)
 		switch ev.Kind {
 		case chat.EventSnapshot:
@@ -218,7 +210,10 @@ func (s *Server) handleMessageStream(w http.ResponseWriter, r *http.Request) {
 			return sw.event(ev.Kind, id, done)
 		}
 	})
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err != nil && !sw.started:
+		s.writeError(w, r, err) // not found (another user's message answers the same)
+	case err != nil && ctx.Err() == nil:
 		s.logger.DebugContext(r.Context(), "message stream ended", "message_id", messageID, "err", err)
 	}
 }

@@ -12,21 +12,36 @@ import (
 // reading is dropped instead of holding a goroutine forever.
 const sseWriteTimeout = 15 * time.Second
 
-// sseWriter writes Server-Sent Events to one client.
+// sseWriter writes Server-Sent Events to one client. The stream's headers
+// go out with the first event, so a handler can still answer an error
+// before that.
 type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
 }
 
-// startSSE answers the request with an event stream.
+func newSSEWriter(w http.ResponseWriter) *sseWriter {
+	return &sseWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+// startSSE answers the request with an event stream at once.
 func startSSE(w http.ResponseWriter) (*sseWriter, error) {
-	h := w.Header()
+	sw := newSSEWriter(w)
+	return sw, sw.start()
+}
+
+func (sw *sseWriter) start() error {
+	if sw.started {
+		return nil
+	}
+	sw.started = true
+	h := sw.w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: don't buffer the stream
-	w.WriteHeader(http.StatusOK)
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
-	return sw, sw.flush()
+	sw.w.WriteHeader(http.StatusOK)
+	return sw.flush()
 }
 
 func (sw *sseWriter) flush() error {
@@ -46,6 +61,9 @@ func (sw *sseWriter) event(name, id string, data any) error {
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
+	if err := sw.start(); err != nil {
+		return err
+	}
 	sw.deadline()
 	if id != "" {
 		if _, err := fmt.Fprintf(sw.w, "id: %s\n", id); err != nil {
@@ -60,6 +78,9 @@ func (sw *sseWriter) event(name, id string, data any) error {
 
 // comment writes an SSE comment (a heartbeat).
 func (sw *sseWriter) comment(text string) error {
+	if err := sw.start(); err != nil {
+		return err
+	}
 	sw.deadline()
 	if _, err := fmt.Fprintf(sw.w, ": %s\n\n", text); err != nil {
 		return err

@@ -48,8 +48,8 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// flush writes the new text of every running reply in one transaction and
-// renews the leases that are due, then signals other instances' listeners.
+// flush writes the new text of every running reply in one batch and renews
+// the leases that are due, then signals other instances' listeners.
 func (e *engine) flush(ctx context.Context) error {
 	now := e.s.now()
 	type pending struct {
@@ -73,23 +73,18 @@ func (e *engine) flush(ctx context.Context) error {
 
 	var lost []*generation
 	if len(batch) > 0 {
-		err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
-			lost = lost[:0]
-			for _, p := range batch {
-				res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, updated_at = $4, lease_expires_at = $5
-					WHERE id = $1 AND lease_owner = $6 AND status IN ('pending', 'streaming')`,
-					p.g.reply.ID, p.text, p.status, store.NowMillis(now), store.NowMillis(now.Add(e.s.cfg.LeaseTTL)), e.instanceID)
-				if err != nil {
-					return fmt.Errorf("persist reply %s: %w", p.g.reply.ID, err)
-				}
-				if n, _ := res.RowsAffected(); n == 0 {
-					lost = append(lost, p.g)
-				}
-			}
-			return nil
-		})
+		rows := make([]flushRow, len(batch))
+		for i, p := range batch {
+			rows[i] = flushRow{id: p.g.reply.ID, content: p.text, status: p.status}
+		}
+		updated, err := e.persist(ctx, rows, now)
 		if err != nil {
 			return err
+		}
+		for _, p := range batch {
+			if !updated[p.g.reply.ID] {
+				lost = append(lost, p.g)
+			}
 		}
 		var changed []string
 		for _, p := range batch {
@@ -102,18 +97,80 @@ func (e *engine) flush(ctx context.Context) error {
 			p.g.mu.Unlock()
 		}
 		// One signal for the whole batch: listeners on other instances
-		// read the new text.
-		if err := e.s.bus.PublishMessages(ctx, changed); err != nil {
-			e.s.logger.Warn("publish message signals", "err", err)
+		// read the new text (listeners here read it from memory).
+		if e.s.bus.Distributed() {
+			if err := e.s.bus.PublishMessages(ctx, changed); err != nil {
+				e.s.logger.Warn("publish message signals", "err", err)
+			}
 		}
 		for _, g := range lost {
-			// Finished meanwhile (then its row is final) or interrupted by
-			// another instance that thought this one dead: stop generating.
-			e.s.logger.Warn("reply lease lost; stopping its generation", "message_id", g.reply.ID)
+			// Usually the reply finished between the batch and its write;
+			// otherwise another instance, thinking this one dead, has
+			// interrupted it: stop generating.
+			var status string
+			var owner sql.NullString
+			err := e.s.db.QueryRowContext(ctx, `SELECT status, lease_owner FROM messages WHERE id = $1`, g.reply.ID).Scan(&status, &owner)
+			if err != nil || !Running(status) && status != StatusInterrupted || owner.String == e.instanceID {
+				continue
+			}
+			e.s.logger.Warn("reply lease lost; stopping its generation", "message_id", g.reply.ID, "status", status)
 			g.stop(stopLeaseLost)
 		}
 	}
 	return e.pollStops(ctx)
+}
+
+// flushRow is one running reply's text to persist.
+type flushRow struct {
+	id, content, status string
+}
+
+// persist writes the rows and renews their leases, and returns the ids it
+// updated (rows of other owners, or finished, are left alone). PostgreSQL
+// gets one statement for the whole batch, so a flush is one round trip
+// however many replies run; SQLite, in-process, gets one transaction.
+func (e *engine) persist(ctx context.Context, rows []flushRow, now time.Time) (map[string]bool, error) {
+	updated := make(map[string]bool, len(rows))
+	updatedAt, leaseUntil := store.NowMillis(now), store.NowMillis(now.Add(e.s.cfg.LeaseTTL))
+	if e.s.db.Dialect == store.Postgres {
+		ids, contents, statuses := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
+		for i, r := range rows {
+			ids[i], contents[i], statuses[i] = r.id, r.content, r.status
+		}
+		result, err := e.s.db.QueryContext(ctx, `UPDATE messages AS m
+			SET content = u.content, status = u.status, updated_at = $4, lease_expires_at = $5
+			FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, content, status)
+			WHERE m.id = u.id AND m.lease_owner = $6 AND m.status IN ('pending', 'streaming')
+			RETURNING m.id`, ids, contents, statuses, updatedAt, leaseUntil, e.instanceID)
+		if err != nil {
+			return nil, fmt.Errorf("persist running replies: %w", err)
+		}
+		defer result.Close()
+		for result.Next() {
+			var id string
+			if err := result.Scan(&id); err != nil {
+				return nil, fmt.Errorf("persist running replies: %w", err)
+			}
+			updated[id] = true
+		}
+		return updated, result.Err()
+	}
+	err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		clear(updated)
+		for _, r := range rows {
+			res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, updated_at = $4, lease_expires_at = $5
+				WHERE id = $1 AND lease_owner = $6 AND status IN ('pending', 'streaming')`,
+				r.id, r.content, r.status, updatedAt, leaseUntil, e.instanceID)
+			if err != nil {
+				return fmt.Errorf("persist reply %s: %w", r.id, err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				updated[r.id] = true
+			}
+		}
+		return nil
+	})
+	return updated, err
 }
 
 // pollStops stops local generations whose stop was asked on another

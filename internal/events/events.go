@@ -154,9 +154,14 @@ func (h *hub) deliverMessage(messageID string) {
 // Bus publishes and subscribes. Use NewLocal for one instance (SQLite) and
 // NewPostgres for several.
 type Bus struct {
-	hub     *hub
-	publish func(ctx context.Context, n notification) error
+	hub         *hub
+	publish     func(ctx context.Context, n notification) error
+	distributed bool
 }
+
+// Distributed reports whether events cross instances (PostgreSQL). Work
+// that only other instances need can be skipped when it is false.
+func (b *Bus) Distributed() bool { return b.distributed }
 
 // notification is what travels between instances.
 type notification struct {

@@ -32,7 +32,7 @@ func NewPostgres(ctx context.Context, db *sql.DB, databaseURL string, logger *sl
 // NewPostgresPublisher returns a bus that only publishes (its subscribers
 // get nothing): for admin commands that change what running servers show.
 func NewPostgresPublisher(db *sql.DB) *Bus {
-	return &Bus{hub: newHub(), publish: func(ctx context.Context, n notification) error {
+	return &Bus{hub: newHub(), distributed: true, publish: func(ctx context.Context, n notification) error {
 		payload, err := json.Marshal(n)
 		if err != nil {
 			return fmt.Errorf("encode event: %w", err)
