@@ -110,8 +110,9 @@ func (e *engine) flush(ctx context.Context) error {
 			var status string
 			var owner sql.NullString
 			err := e.s.db.QueryRowContext(ctx, `SELECT status, lease_owner FROM messages WHERE id = $1`, g.reply.ID).Scan(&status, &owner)
-			if err != nil || !Running(status) && status != StatusInterrupted || owner.String == e.instanceID {
-				continue
+			interruptedElsewhere := status == StatusInterrupted || (Running(status) && owner.String != e.instanceID)
+			if err != nil || !interruptedElsewhere {
+				continue // finished here meanwhile: its row is final
 			}
 			e.s.logger.Warn("reply lease lost; stopping its generation", "message_id", g.reply.ID, "status", status)
 			g.stop(stopLeaseLost)
