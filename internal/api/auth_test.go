@@ -160,3 +160,21 @@ func TestGrantIsPublished(t *testing.T) {
 		t.Fatalf("event after grant = %v", ev)
 	}
 }
+
+// Behind a trusted proxy, the auth limit counts each client separately.
+func TestAuthRateLimitBehindProxy(t *testing.T) {
+	s := newTestServer(t, store.SQLite, func(c *app.Config) { c.AuthRateLimit, c.TrustProxy = 2, true })
+	login := func(client string) int {
+		return s.do("POST", "/v1/auth/login", "", map[string]string{"email": "a@example.com", "password": "password123"},
+			"X-Forwarded-For", "203.0.113.9, "+client).status
+	}
+	for range 2 {
+		login("198.51.100.1")
+	}
+	if got := login("198.51.100.1"); got != http.StatusTooManyRequests {
+		t.Fatalf("third attempt from one client: %d, want 429", got)
+	}
+	if got := login("198.51.100.2"); got != http.StatusUnauthorized {
+		t.Fatalf("another client behind the same proxy: %d, want 401", got)
+	}
+}

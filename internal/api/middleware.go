@@ -171,7 +171,19 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
-func clientAddress(r *http.Request) string {
+// clientAddress is the address the auth rate limit counts by: the peer,
+// or — behind a trusted reverse proxy — the address that proxy saw (the last
+// entry of X-Forwarded-For, which the proxy appended).
+func (s *Server) clientAddress(r *http.Request) string {
+	if s.trustProxy {
+		forwarded := r.Header.Values("X-Forwarded-For")
+		if n := len(forwarded); n > 0 {
+			parts := strings.Split(forwarded[n-1], ",")
+			if last := strings.TrimSpace(parts[len(parts)-1]); last != "" {
+				return last
+			}
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -181,7 +193,7 @@ func clientAddress(r *http.Request) string {
 
 // limitAuth limits sign-up and login attempts per client address.
 func (s *Server) limitAuth(next http.HandlerFunc) http.HandlerFunc {
-	return s.limit(s.authLimiter, clientAddress, "Too many attempts; try again in a minute.", next)
+	return s.limit(s.authLimiter, s.clientAddress, "Too many attempts; try again in a minute.", next)
 }
 
 // limitUser limits a signed-in user's costly requests (sends, images).

@@ -53,6 +53,9 @@ type Config struct {
 	UserRateLimit int
 	// ImageCost is the price of an image, published by GET /v1/auth/config.
 	ImageCost int64
+	// TrustProxy makes the auth rate limit count clients by the address
+	// their reverse proxy reports in X-Forwarded-For.
+	TrustProxy bool
 }
 
 // Server serves the API.
@@ -68,6 +71,7 @@ type Server struct {
 	authLimiter    *rateLimiter
 	userLimiter    *rateLimiter
 	imageCost      int64
+	trustProxy     bool
 	handler        http.Handler
 	chat           *chat.Service
 	images         *images.Service
@@ -88,7 +92,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
 		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
-		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
+		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, trustProxy: cfg.TrustProxy, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
 	}
 	if s.heartbeatEvery <= 0 {
 		s.heartbeatEvery = 15 * time.Second

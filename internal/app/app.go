@@ -55,6 +55,7 @@ type Config struct {
 	MaxBodyBytes    int64
 	AuthRateLimit   int           // sign-up/login attempts per client address per minute
 	UserRateLimit   int           // messages and image requests per user per minute
+	TrustProxy      bool          // count clients by X-Forwarded-For (behind a reverse proxy)
 	ShutdownTimeout time.Duration // how long running requests get on SIGTERM
 	SweepInterval   time.Duration // how often expired credit holds are voided
 
@@ -176,7 +177,7 @@ func (a *App) init(ctx context.Context) error {
 	apiCfg := api.Config{
 		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Images: a.images, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit, UserRateLimit: cfg.UserRateLimit,
-		ImageCost: cmp.Or(cfg.Images.Jobs.Cost, 50),
+		ImageCost: cmp.Or(cfg.Images.Jobs.Cost, 50), TrustProxy: cfg.TrustProxy,
 	}
 	switch cfg.Auth {
 	case api.AuthLocal, "":

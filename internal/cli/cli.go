@@ -155,6 +155,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.String(&cfg.ClerkWebhookSecret, "clerk-webhook-secret", "", "Clerk: webhook signing secret (whsec_...)")
 	fs.Int64(&cfg.MaxBodyBytes, "max-body-bytes", 64<<10, "largest JSON request body")
 	fs.Int(&cfg.AuthRateLimit, "auth-rate-limit", 20, "sign-up and login attempts per client address per minute")
+	fs.Bool(&cfg.TrustProxy, "trust-proxy", false, "behind a reverse proxy: rate-limit sign-in by the client address in X-Forwarded-For")
 	fs.Int(&cfg.UserRateLimit, "user-rate-limit", 60, "messages and image requests per user per minute (429 beyond)")
 	fs.Int(&cfg.Chat.MaxRunningPerUser, "max-replies-per-user", 3, "replies generating at once per user (429 beyond)")
 	fs.Int(&cfg.Chat.MaxRunningPerModel, "max-requests-per-model", 64, "upstream requests at once per model on this instance; more wait for a slot")
