@@ -192,6 +192,56 @@ func TestImageSurvivesComfyUIOutage(t *testing.T) {
 	}
 }
 
+// A submission whose answer was lost (a proxy's 504) that reaches ComfyUI
+// late: the resubmission gets 409 "prompt_id already exists", and the job
+// follows the prompt to its image and is charged once.
+func TestImageFollowsComfyUIDuplicatePromptID(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		fake := imagegentest.NewComfyUI(t)
+		fake.FailNext(1, imagegentest.FaultLateDelivery)
+		s := newComfyServer(t, dialect, fake, nil)
+		token := s.signup("a@example.com")
+		job := s.createImage(token, map[string]any{"prompt": "a cat", "resolution": 512}).json(t)
+		if done := s.waitImage(token, job["id"].(string)); done["status"] != "completed" {
+			t.Fatalf("job = %v", done)
+		}
+		if got := len(fake.Submitted()); got != 1 {
+			t.Fatalf("ComfyUI accepted %d submissions, want 1", got)
+		}
+		if c := s.credits(token); c["balance"] != 950.0 || c["reserved"] != 0.0 {
+			t.Fatalf("credits = %v, want one charge of 50", c)
+		}
+		wantAuditClean(t, s)
+	})
+}
+
+// A job that times out while its prompt runs interrupts the prompt, so the
+// next job (ComfyUI runs one prompt at a time) gets the GPU.
+func TestImageTimeoutInterruptsComfyUIPrompt(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		fake := imagegentest.NewComfyUI(t)
+		fake.SetNeverFinish(true)
+		s := newComfyServer(t, dialect, fake, func(c *app.Config) { c.Images.Jobs.Timeout = 700 * time.Millisecond })
+		token := s.signup("a@example.com")
+		first := s.createImage(token, map[string]any{"prompt": "a cat", "resolution": 512}).json(t)
+		if done := s.waitImage(token, first["id"].(string)); done["status"] != "failed" {
+			t.Fatalf("first job = %v, want failed (timed out)", done)
+		}
+		if got := fake.Interrupts(); len(got) != 1 {
+			t.Fatalf("interrupts = %q, want the timed-out prompt", got)
+		}
+		fake.SetNeverFinish(false)
+		next := s.createImage(token, map[string]any{"prompt": "a dog", "resolution": 512}).json(t)
+		if done := s.waitImage(token, next["id"].(string)); done["status"] != "completed" {
+			t.Fatalf("next job = %v", done)
+		}
+		if c := s.credits(token); c["balance"] != 950.0 || c["reserved"] != 0.0 {
+			t.Fatalf("credits = %v, want only the finished image charged", c)
+		}
+		wantAuditClean(t, s)
+	})
+}
+
 func TestImageOnRunpod(t *testing.T) {
 	shapes := map[string]imagegentest.OutputShape{"v5 base64": imagegentest.OutputV5Base64, "legacy base64": imagegentest.OutputLegacyBase64}
 	statuses := map[string][]string{"FAILED": {"IN_QUEUE", "FAILED"}, "TIMED_OUT": {"TIMED_OUT"}, "CANCELLED": {"IN_PROGRESS", "CANCELLED"}}

@@ -83,7 +83,7 @@ type comfySubmit struct {
 // Run makes the image; see Backend. req.PromptID (or resumeID) must be a
 // canonical lowercase UUID. On resume, req is only used if ComfyUI never
 // received the prompt. When ctx's deadline passes, the prompt is removed from
-// ComfyUI's pending queue (a running prompt is left to finish).
+// ComfyUI's pending queue and interrupted if it is running.
 func (c *ComfyUI) Run(ctx context.Context, req Request, resumeID string, recordID func(ctx context.Context, upstreamID string) error) (Result, error) {
 	id := req.PromptID
 	if resumeID != "" {
@@ -201,6 +201,15 @@ func (r *comfyRun) submit(ctx context.Context) error {
 				r.reached = true
 				r.submits++
 				return r.accepted(ctx, resp.body)
+			case resp.status == http.StatusConflict:
+				// Current ComfyUI answers 409 {"error": "prompt_id already
+				// exists"} when it has this id queued, running or done: an
+				// earlier attempt arrived after all. Follow it; if it is
+				// not there, wait resubmits it.
+				r.reached = true
+				r.submits++
+				r.logger.InfoContext(ctx, "ComfyUI already has the prompt; following it", "answer", snippet(resp.body))
+				return nil
 			case resp.status == http.StatusBadRequest:
 				return newError(KindValidation, comfyValidationMessage(resp.body), &statusError{status: resp.status, body: resp.body})
 			case !retryStatus(resp.status):
@@ -567,23 +576,34 @@ func (r *comfyRun) fail(ctx context.Context, err error) error {
 	return ctxError(ctx, r.reached, err)
 }
 
-// abandon asks ComfyUI to drop the prompt if it is still pending.
+// abandon stops the prompt on ComfyUI: POST /queue {"delete"} removes it if
+// pending, then POST /interrupt {"prompt_id"} stops it if it is the one
+// running (a no-op otherwise). Without the interrupt a running prompt keeps
+// the GPU, and ComfyUI runs one prompt at a time.
 func (r *comfyRun) abandon(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 	defer cancel()
-	body, err := marshalJSON(map[string][]string{"delete": {r.id}})
-	if err != nil {
-		return
+	post := func(path string, v any) error {
+		body, err := marshalJSON(v)
+		if err != nil {
+			return err
+		}
+		resp, err := r.c.up.do(ctx, exchange{method: http.MethodPost, url: r.c.base + path, body: body, api: true})
+		if err == nil && resp.status != http.StatusOK {
+			err = &statusError{status: resp.status, body: resp.body}
+		}
+		return err
 	}
-	resp, err := r.c.up.do(ctx, exchange{method: http.MethodPost, url: r.c.base + "/queue", body: body, api: true})
-	if err == nil && resp.status != http.StatusOK {
-		err = &statusError{status: resp.status, body: resp.body}
-	}
-	if err != nil {
+	if err := post("/queue", map[string][]string{"delete": {r.id}}); err != nil {
 		r.logger.WarnContext(ctx, "could not remove the prompt from ComfyUI's queue", "err", err)
+	}
+	// Delete first: a prompt that starts running in between is still
+	// caught by the interrupt.
+	if err := post("/interrupt", map[string]string{"prompt_id": r.id}); err != nil {
+		r.logger.WarnContext(ctx, "could not interrupt the prompt on ComfyUI", "err", err)
 		return
 	}
-	r.logger.InfoContext(ctx, "gave up on the prompt; asked ComfyUI to drop it if still pending")
+	r.logger.InfoContext(ctx, "gave up on the prompt; asked ComfyUI to drop it if pending and interrupt it if running")
 }
 
 // ctxError is the error for a Run whose ctx ended; last is the failure seen

@@ -220,6 +220,9 @@ func TestComfyUIRunFails(t *testing.T) {
 				if got, want := f.QueueDeletes(), []string{req.PromptID}; !slices.Equal(got, want) {
 					t.Errorf("queue deletes = %q, want %q", got, want)
 				}
+				if got, want := f.Interrupts(), []string{req.PromptID}; !slices.Equal(got, want) {
+					t.Errorf("interrupts = %q, want %q", got, want)
+				}
 			},
 		},
 		{
@@ -331,6 +334,60 @@ func TestComfyUIRetriesTransientFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A submission whose answer was lost (a proxy's 504) reaches ComfyUI only
+// after Luna looked for it in /queue and /history; the resubmission with the
+// same id gets 409 "prompt_id already exists", which means the prompt is
+// there: Luna follows it instead of failing the job.
+func TestComfyUIFollowsDuplicatePromptID(t *testing.T) {
+	t.Parallel()
+	f := imagegentest.NewComfyUI(t)
+	f.FailNext(1, imagegentest.FaultLateDelivery)
+	c := newComfyUI(t, f, nil)
+	req := testRequest()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	res, err := c.Run(ctx, req, "", nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkResult(t, res, f.Image(), "image/png")
+	if got, want := f.SubmitCount(req.PromptID), 2; got != want {
+		t.Errorf("POST /prompt bodies = %d, want %d (the late one and the duplicate)", got, want)
+	}
+	if got, want := len(f.Submitted()), 1; got != want {
+		t.Errorf("accepted submissions = %d, want %d", got, want)
+	}
+}
+
+// A job that runs out of time while its prompt runs interrupts it: ComfyUI
+// runs one prompt at a time, and removing it from the pending queue does not
+// stop it, so without the interrupt every later image would wait behind it.
+func TestComfyUITimeoutInterruptsRunningPrompt(t *testing.T) {
+	t.Parallel()
+	f := imagegentest.NewComfyUI(t)
+	f.SetNeverFinish(true)
+	c := newComfyUI(t, f, nil)
+	first := testRequest()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.Run(ctx, first, "", nil)
+	wantKind(t, err, imagegen.KindTimeout)
+	if got, want := f.Interrupts(), []string{first.PromptID}; !slices.Equal(got, want) {
+		t.Errorf("interrupts = %q, want %q", got, want)
+	}
+
+	f.SetNeverFinish(false)
+	next := testRequest()
+	ctx, cancel = context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	res, err := c.Run(ctx, next, "", nil)
+	if err != nil {
+		t.Fatalf("next Run after the interrupt: %v", err)
+	}
+	checkResult(t, res, f.Image(), "image/png")
 }
 
 func TestComfyUIUnreachable(t *testing.T) {

@@ -30,10 +30,14 @@ type ComfyUISubmission struct {
 }
 
 // ComfyUIFake is an httptest server that behaves like ComfyUI's HTTP API:
-// POST /prompt validates and queues, GET /queue lists pending and running
-// prompts, GET /history/{id} answers {} until the prompt is done, GET /view
-// serves the output image. A prompt advances on GET /history/{id} polls:
-// pending before the first, running after it, done at the n-th (SetFinishAfterPolls, default 2).
+// POST /prompt validates and queues (409 "prompt_id already exists" for an
+// id it already has, queued, running or done), GET /queue lists pending and
+// running prompts, GET /history/{id} answers {} until the prompt is done,
+// GET /view serves the output image, POST /queue {"delete"} drops pending
+// prompts and POST /interrupt stops the running one. A prompt advances on
+// GET /history/{id} polls: pending before the first, running after it, done
+// at the n-th (SetFinishAfterPolls, default 2). Like ComfyUI it runs one
+// prompt at a time: a prompt stays pending while another one runs.
 // Every route also answers under /api.
 type ComfyUIFake struct {
 	// URL is the server's base URL, for ComfyUIConfig.BaseURL.
@@ -60,6 +64,7 @@ type ComfyUIFake struct {
 	historyPolls  int
 	queueReads    int
 	queueDeletes  []string
+	interrupts    []string // prompt_id of each POST /interrupt; "" for a global one
 	unauthorized  int
 	requestsTotal int
 }
@@ -94,12 +99,13 @@ func NewComfyUI(t testing.TB) *ComfyUIFake {
 		mux.HandleFunc("GET "+prefix+"/history", f.getHistory)
 		mux.HandleFunc("GET "+prefix+"/queue", f.getQueue)
 		mux.HandleFunc("POST "+prefix+"/queue", f.postQueue)
+		mux.HandleFunc("POST "+prefix+"/interrupt", f.postInterrupt)
 		mux.HandleFunc("GET "+prefix+"/view", f.getView)
 		mux.HandleFunc("GET "+prefix+"/system_stats", f.getSystemStats)
 	}
 	handler := f.guard(mux)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if serveFault(f.faults.take(), w, r, handler) {
+		if serveFault(&f.faults, w, r, handler) {
 			return
 		}
 		handler.ServeHTTP(w, r)
@@ -240,6 +246,14 @@ func (f *ComfyUIFake) QueueDeletes() []string {
 	return append([]string(nil), f.queueDeletes...)
 }
 
+// Interrupts returns the prompt ids named in POST /interrupt {"prompt_id"},
+// in order; a global interrupt (no prompt_id) is recorded as "".
+func (f *ComfyUIFake) Interrupts() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.interrupts...)
+}
+
 // Unauthorized returns how many requests lacked the required header.
 func (f *ComfyUIFake) Unauthorized() int {
 	f.mu.Lock()
@@ -339,6 +353,15 @@ func (f *ComfyUIFake) postPrompt(w http.ResponseWriter, r *http.Request) {
 			"Value not in list: ckpt_name: 'flux1-schnell-fp8.safetensors' not in []", nodeErrors))
 		return
 	}
+	if _, exists := f.jobs[id]; exists {
+		// Current server.py: PromptQueue.put refuses a known id (queued,
+		// running or in history), after validation and numbering.
+		f.number++
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusConflict)
+		_, _ = io.WriteString(w, `{"error": "prompt_id already exists"}`)
+		return
+	}
 	extra := map[string]any{"client_id": req.ClientID}
 	number := f.queue(id, req.Prompt, extra, graph)
 	select {
@@ -416,7 +439,9 @@ func (f *ComfyUIFake) getHistoryID(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
-	if j.entry == nil {
+	// One prompt runs at a time: a pending prompt starts only when no
+	// other prompt is running.
+	if j.entry == nil && (j.polls > 0 || f.running() == nil) {
 		j.polls++
 		if !f.neverFinish && j.polls >= f.finishAfter {
 			f.complete(j)
@@ -427,6 +452,35 @@ func (f *ComfyUIFake) getHistoryID(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{id: j.entry})
+}
+
+// running returns the running prompt, or nil. f.mu is held.
+func (f *ComfyUIFake) running() *comfyJob {
+	for _, j := range f.jobs {
+		if j.entry == nil && j.polls > 0 {
+			return j
+		}
+	}
+	return nil
+}
+
+// interrupt ends j as ComfyUI does an interrupted prompt: a history entry
+// with status_str "error" and an execution_interrupted message. f.mu is held.
+func (f *ComfyUIFake) interrupt(j *comfyJob) {
+	now := time.Now().UnixMilli()
+	var graph any
+	_ = json.Unmarshal(j.graph, &graph)
+	j.entry = map[string]any{
+		"prompt":  []any{j.number, j.id, graph, j.extra, j.outputs},
+		"outputs": map[string]any{},
+		"meta":    map[string]any{},
+		"status": map[string]any{"status_str": "error", "completed": false, "messages": []any{
+			[]any{"execution_start", map[string]any{"prompt_id": j.id, "timestamp": now}},
+			[]any{"execution_cached", map[string]any{"nodes": []any{}, "prompt_id": j.id, "timestamp": now}},
+			[]any{"execution_interrupted", map[string]any{"prompt_id": j.id, "node_id": "31", "node_type": "KSampler",
+				"executed": []any{"30", "27", "6", "33"}, "timestamp": now}},
+		}},
+	}
 }
 
 // complete writes the history entry of j. f.mu is held.
@@ -520,6 +574,23 @@ func (f *ComfyUIFake) postQueue(w http.ResponseWriter, r *http.Request) {
 		if pending && (req.Clear || slices.Contains(req.Delete, id)) {
 			delete(f.jobs, id)
 		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// postInterrupt is POST /interrupt: {"prompt_id": id} interrupts that prompt
+// only if it is the running one (else nothing happens); no prompt_id, or a
+// body that is not JSON, interrupts whatever runs. Always 200, empty.
+func (f *ComfyUIFake) postInterrupt(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PromptID string `json:"prompt_id"`
+	}
+	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.interrupts = append(f.interrupts, req.PromptID)
+	if j := f.running(); j != nil && (req.PromptID == "" || req.PromptID == j.id) {
+		f.interrupt(j)
 	}
 	w.WriteHeader(http.StatusOK)
 }

@@ -8,10 +8,12 @@ package imagegentest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"net/http"
 	"sync"
 )
@@ -31,13 +33,20 @@ const (
 	FaultUnavailable
 	// FaultRateLimited answers 429.
 	FaultRateLimited
+	// FaultLateDelivery answers 504, as a proxy that gave up waiting, while
+	// the request still reaches the server late: it is handled just before
+	// the next request with the same method and path (so a client that
+	// checks the queue after the 504 does not see it yet).
+	FaultLateDelivery
 )
 
-// faults hands out the next n injected faults.
+// faults hands out the next n injected faults and holds requests delivered
+// late.
 type faults struct {
 	mu   sync.Mutex
 	mode Fault
 	n    int
+	late []*http.Request // FaultLateDelivery requests not yet handled, bodies buffered
 }
 
 // set makes the next n requests fail with mode.
@@ -58,10 +67,43 @@ func (f *faults) take() Fault {
 	return f.mode
 }
 
-// serve applies fault (if any) around next. It reports whether the request
-// was fully answered by the fault.
-func serveFault(fault Fault, w http.ResponseWriter, r *http.Request, next http.Handler) bool {
-	switch fault {
+// deliverLate hands next the late requests with r's method and path, before
+// r itself is handled.
+func (f *faults) deliverLate(r *http.Request, next http.Handler) {
+	f.mu.Lock()
+	var due []*http.Request
+	kept := f.late[:0]
+	for _, l := range f.late {
+		if l.Method == r.Method && l.URL.Path == r.URL.Path {
+			due = append(due, l)
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	f.late = kept
+	f.mu.Unlock()
+	for _, l := range due {
+		next.ServeHTTP(discardWriter{header: http.Header{}}, l)
+	}
+}
+
+// serveFault applies fault (if any) around next. It reports whether the
+// request was fully answered by the fault.
+func serveFault(f *faults, w http.ResponseWriter, r *http.Request, next http.Handler) bool {
+	f.deliverLate(r, next)
+	switch fault := f.take(); fault {
+	case FaultLateDelivery:
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			hangUp(w)
+			return true
+		}
+		late := r.Clone(context.WithoutCancel(r.Context()))
+		late.Body = io.NopCloser(bytes.NewReader(body))
+		f.mu.Lock()
+		f.late = append(f.late, late)
+		f.mu.Unlock()
+		http.Error(w, "504 Gateway Time-out", http.StatusGatewayTimeout)
 	case FaultHangUp:
 		hangUp(w)
 	case FaultHangUpAfter:

@@ -107,7 +107,7 @@ func NewRunpod(t testing.TB) *RunpodFake {
 	mux.Handle("/v2/", f.auth(api))
 	mux.HandleFunc("GET /files/{name}", f.getFile)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if serveFault(f.faults.take(), w, r, mux) {
+		if serveFault(&f.faults, w, r, mux) {
 			return
 		}
 		mux.ServeHTTP(w, r)
