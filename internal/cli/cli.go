@@ -45,6 +45,8 @@ Usage:
   luna credits audit                     recompute every balance from the ledger; exit 1 on mismatch
   luna invites create [--uses N] [--credits N] [--expires 720h] [--count N] [--note TEXT]
   luna invites list
+  luna backup --to FILE [--force]        copy the SQLite database while the server runs (PostgreSQL: pg_dump)
+  luna check [serve flags]               check that models, image backend, storage and Clerk answer; exit 1 on failure
 
 Every command takes --database-url and --data-dir (env LUNA_DATABASE_URL, LUNA_DATA_DIR).
 `
@@ -75,6 +77,8 @@ func Run(ctx context.Context, env Env) error {
 		return runInvitesCreate(ctx, env, rest[1:])
 	case cmd == "invites" && sub == "list":
 		return runInvitesList(ctx, env, rest[1:])
+	case cmd == "backup":
+		return runBackup(ctx, env, rest)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return nil
