@@ -23,9 +23,8 @@ import (
 	"luna/internal/clerk"
 	"luna/internal/credits"
 	"luna/internal/events"
-	"luna/internal/imagegen"
-	imagedemo "luna/internal/imagegen/demo"
 	"luna/internal/images"
+	"luna/internal/inprocess"
 	"luna/internal/llm"
 	"luna/internal/llm/demo"
 	"luna/internal/models"
@@ -61,8 +60,8 @@ type Config struct {
 
 	Chat   chat.Config // generation engine tuning; zero values take defaults
 	Images ImageConfig
-	// Demo mounts the built-in demo model endpoint and registers the demo
-	// model. It is on when no models file is given.
+	// Demo serves the built-in demo model in-process and registers it as
+	// the only model. It is on when no models file is given.
 	Demo bool
 
 	Getenv func(string) string // for api_key_env in the models file
@@ -78,7 +77,7 @@ type App struct {
 	bus      *events.Bus
 	chat     *chat.Service
 	images   *images.Service
-	imageGen *switchableBackend
+	demos    []*inprocess.Server // the demo endpoints, when they are used
 	api      *api.Server
 	handler  http.Handler
 	bgCtx    context.Context // lives until Close: the event listener
@@ -153,7 +152,16 @@ func (a *App) init(ctx context.Context) error {
 		}
 	}))
 	instanceID := newInstanceID()
-	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger), instanceID, cfg.Chat, logger)
+	var llmOptions []llm.Option
+	if cfg.Demo {
+		srv := inprocess.Start(http.StripPrefix("/v1", demo.NewHandler(demo.Options{Logger: logger})), logger)
+		a.demos = append(a.demos, srv)
+		llmOptions = append(llmOptions, llm.WithLocalHost(demoModelHost, srv.Transport()))
+		if err := a.registerDemoModel(ctx); err != nil {
+			return err
+		}
+	}
+	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, logger)
 	logger.Info("instance", "id", instanceID)
 
 	if err := images.MigrateQueue(ctx, a.db); err != nil {
@@ -163,7 +171,6 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.imageGen = imageGen
 	if a.images, err = images.NewService(a.db, a.ledger, a.bus, imageGen, imageStore, instanceID, cfg.Images.Jobs, logger); err != nil {
 		return err
 	}
@@ -212,44 +219,28 @@ func (a *App) init(ctx context.Context) error {
 	if localFiles != nil {
 		mux.Handle(filesPrefix+"/", localFiles.Handler())
 	}
-	if cfg.Demo {
-		mux.Handle(demoPrefix+"/", http.StripPrefix(demoPrefix, demo.NewHandler(demo.Options{Logger: logger})))
-	}
-	if cfg.Images.Backend == "" {
-		mux.Handle(demoComfyPrefix+"/", http.StripPrefix(demoComfyPrefix, imagedemo.NewHandler(imagedemo.Options{Logger: logger})))
-	}
 	a.handler = mux
 	return nil
 }
 
-// UseDemoImages points the image backend at the built-in demo endpoint
-// served by this app at baseURL. Serve calls it when no image backend is
-// configured; tests call it with their own server's address.
-func (a *App) UseDemoImages(baseURL string) error {
-	b, err := imagegen.NewComfyUI(imagegen.ComfyUIConfig{BaseURL: baseURL + demoComfyPrefix, ClientID: "luna",
-		Workflow: imagegen.DefaultWorkflow(), PollInterval: a.cfg.Images.PollInterval, Logger: a.logger})
-	if err != nil {
-		return err
-	}
-	a.imageGen.set(b)
-	a.logger.Info("DEMO MODE: no image backend given; drawing placeholder images with the built-in demo endpoint")
-	return nil
-}
-
-// demoPrefix is where the demo model's OpenAI-compatible endpoint lives.
-const demoPrefix = "/demo/v1"
+// The demo endpoints' hosts. They are served in-process (package
+// inprocess) to Luna's own clients only, never on a listening address:
+// the demo image endpoint lists every user's prompts. Names under .invalid
+// resolve nowhere, so a request for them can reach nothing else.
+const (
+	demoModelHost  = "demo-model.luna.invalid"
+	demoImagesHost = "demo-images.luna.invalid"
+)
 
 // DemoModelID is the id of the built-in demo model.
 const DemoModelID = "luna-demo"
 
-// RegisterDemoModel makes the demo model (served by this app under
-// baseURL+"/demo/v1") the active model. Serve calls it with its own address
-// when Config.Demo is set; tests call it with theirs.
-func (a *App) RegisterDemoModel(ctx context.Context, baseURL string) error {
+// registerDemoModel makes the demo model the only active model.
+func (a *App) registerDemoModel(ctx context.Context) error {
 	m := models.Model{
 		ID: DemoModelID, DisplayName: "Luna Demo (placeholder text)", Demo: true, Active: true,
 		Description: "A built-in demo that streams placeholder text, so Luna works without a GPU. Configure real models with --models-file.",
-		BaseURL:     baseURL + demoPrefix, ServedModelName: demo.ModelName,
+		BaseURL:     "http://" + demoModelHost + "/v1", ServedModelName: demo.ModelName,
 		ContextTokens: 8192, MaxOutputTokens: 512, MillicreditsPer1K: models.DefaultMillicreditsPer1K,
 		FirstTokenTimeout: 10 * time.Second,
 	}
@@ -267,8 +258,8 @@ func newInstanceID() string {
 	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
 }
 
-// Handler is the HTTP handler of the API (and of the demo endpoint, in
-// demo mode).
+// Handler is the HTTP handler of the API, the web app and the local image
+// files.
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Chat is the app's chat service.
@@ -302,9 +293,13 @@ func (a *App) DB() *store.DB { return a.db }
 // Ledger is the app's credit ledger.
 func (a *App) Ledger() *credits.Ledger { return a.ledger }
 
-// Close stops the event listener and releases the database.
+// Close stops the event listener and the demo endpoints and releases the
+// database.
 func (a *App) Close() error {
 	a.bgCancel()
+	for _, srv := range a.demos {
+		srv.Close() //nolint:errcheck // closing in-memory connections
+	}
 	return a.db.Close()
 }
 
@@ -342,18 +337,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := a.images.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	self := "http://" + ln.Addr().String()
-	if a.cfg.Demo {
-		if err := a.RegisterDemoModel(ctx, self); err != nil {
-			return err
-		}
-	}
-	if a.cfg.Images.Backend == "" {
-		if err := a.UseDemoImages(self); err != nil {
-			return err
-		}
-	}
-
 	a.logger.Info("Luna is listening", "url", "http://"+ln.Addr().String())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

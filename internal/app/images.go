@@ -4,14 +4,17 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"luna/internal/blob"
 	"luna/internal/imagegen"
+	imagedemo "luna/internal/imagegen/demo"
 	"luna/internal/images"
+	"luna/internal/inprocess"
 )
 
 // ImageConfig chooses the image backend and where images are kept.
@@ -35,32 +38,6 @@ type ImageConfig struct {
 
 // filesPrefix is where locally stored images are served (signed URLs).
 const filesPrefix = "/files"
-
-// demoComfyPrefix is where the demo image endpoint lives.
-const demoComfyPrefix = "/demo/comfyui"
-
-// switchableBackend lets the demo backend learn its own server's address
-// once Serve knows it.
-type switchableBackend struct {
-	mu sync.RWMutex
-	b  images.Backend
-}
-
-func (s *switchableBackend) set(b images.Backend) {
-	s.mu.Lock()
-	s.b = b
-	s.mu.Unlock()
-}
-
-func (s *switchableBackend) Run(ctx context.Context, req imagegen.Request, resumeID string, record func(context.Context, string) error) (imagegen.Result, error) {
-	s.mu.RLock()
-	b := s.b
-	s.mu.RUnlock()
-	if b == nil {
-		return imagegen.Result{}, &imagegen.Error{Kind: imagegen.KindUnavailable, Message: "The image service is starting; try again."}
-	}
-	return b.Run(ctx, req, resumeID, record)
-}
 
 // prefixedStore makes a local store's relative URLs absolute.
 type prefixedStore struct {
@@ -92,7 +69,7 @@ func parseMapping(s string) (imagegen.Mapping, error) {
 }
 
 // newImageParts builds the image backend and the image store.
-func (a *App) newImageParts(ctx context.Context) (*switchableBackend, images.Store, *blob.Local, error) {
+func (a *App) newImageParts(ctx context.Context) (images.Backend, images.Store, *blob.Local, error) {
 	cfg := a.cfg.Images
 	workflow := imagegen.DefaultWorkflow()
 	if cfg.WorkflowFile != "" {
@@ -104,24 +81,33 @@ func (a *App) newImageParts(ctx context.Context) (*switchableBackend, images.Sto
 			return nil, nil, nil, err
 		}
 	}
-	backend := &switchableBackend{}
+	var backend images.Backend
 	switch cfg.Backend {
 	case "":
-		// Set in Serve, once the demo endpoint's address is known.
+		srv := inprocess.Start(imagedemo.NewHandler(imagedemo.Options{Logger: a.logger, MaxSide: slices.Max(images.Resolutions)}), a.logger)
+		a.demos = append(a.demos, srv)
+		b, err := imagegen.NewComfyUI(imagegen.ComfyUIConfig{BaseURL: "http://" + demoImagesHost, ClientID: "luna",
+			HTTPClient: &http.Client{Transport: srv.Transport()}, Workflow: imagegen.DefaultWorkflow(),
+			PollInterval: cfg.PollInterval, Logger: a.logger})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		backend = b
+		a.logger.Info("DEMO MODE: no image backend given; drawing placeholder images with the built-in demo endpoint")
 	case "comfyui":
 		b, err := imagegen.NewComfyUI(imagegen.ComfyUIConfig{BaseURL: cfg.ComfyUIURL, Headers: cfg.Headers, Workflow: workflow,
 			ClientID: "luna", PollInterval: cfg.PollInterval, Logger: a.logger})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("comfyui: %w", err)
 		}
-		backend.set(b)
+		backend = b
 	case "runpod":
 		b, err := imagegen.NewRunpod(imagegen.RunpodConfig{EndpointURL: cfg.RunpodEndpointURL, APIKey: cfg.RunpodAPIKey,
 			Headers: cfg.Headers, Workflow: workflow, PollInterval: cfg.PollInterval, Logger: a.logger})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("runpod: %w", err)
 		}
-		backend.set(b)
+		backend = b
 	default:
 		return nil, nil, nil, fmt.Errorf("image backend %q: want comfyui, runpod or empty for the demo", cfg.Backend)
 	}

@@ -29,6 +29,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/packages/ssestream"
+
+	"luna/internal/inprocess"
 )
 
 // Default timeouts, used when a Request leaves them zero.
@@ -97,9 +99,25 @@ type Client struct {
 }
 
 // NewClient returns a Client that logs to logger (nil discards).
-func NewClient(logger *slog.Logger) *Client {
+func NewClient(logger *slog.Logger, opts ...Option) *Client {
 	transport := newTransport(nil)
-	return newClient(logger, transport, transport.CloseIdleConnections)
+	router := inprocess.Router{Next: transport, Hosts: map[string]http.RoundTripper{}}
+	for _, o := range opts {
+		o(router.Hosts)
+	}
+	if len(router.Hosts) == 0 {
+		return newClient(logger, transport, transport.CloseIdleConnections)
+	}
+	return newClient(logger, router, transport.CloseIdleConnections)
+}
+
+// Option configures a Client.
+type Option func(hosts map[string]http.RoundTripper)
+
+// WithLocalHost sends the requests whose URL host is host to rt instead of
+// the network: Luna's built-in demo model is served in-process this way.
+func WithLocalHost(host string, rt http.RoundTripper) Option {
+	return func(hosts map[string]http.RoundTripper) { hosts[host] = rt }
 }
 
 func newClient(logger *slog.Logger, rt http.RoundTripper, closeIdle func()) *Client {

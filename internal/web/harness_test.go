@@ -80,16 +80,6 @@ func startLuna(t *testing.T, opts lunaOptions) *luna {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.Start()
 	l := &luna{t: t, app: a, direct: srv.URL, url: srv.URL, fake: opts.fake}
-	if cfg.Demo {
-		if err := a.RegisterDemoModel(ctx, srv.URL); err != nil {
-			t.Fatalf("demo model: %v", err)
-		}
-	}
-	if cfg.Images.Backend == "" {
-		if err := a.UseDemoImages(srv.URL); err != nil {
-			t.Fatalf("demo images: %v", err)
-		}
-	}
 	bgCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

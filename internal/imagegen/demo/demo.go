@@ -1,9 +1,11 @@
 // Package demo is Luna's built-in demo image model: an HTTP handler that
 // speaks ComfyUI's HTTP API (POST /prompt, GET /history, GET /queue, GET
 // /view, GET /system_stats, in ComfyUI's shapes) and, instead of running the
-// workflow, draws a real PNG. Luna mounts it when no image backend is
-// configured, so that the first run works without a GPU and still goes
-// through the real ComfyUI client (DESIGN.md section 2.1).
+// workflow, draws a real PNG. When no image backend is configured, Luna
+// serves it in-process (package inprocess), reachable by its own ComfyUI
+// client only, so that the first run works without a GPU and still goes
+// through the real ComfyUI client (DESIGN.md section 2.1). It lists every
+// prompt it was given, so it must never be reachable from outside.
 //
 // It reads the prompt, size and seed where imagegen.DefaultMapping puts them
 // (6.inputs.text, 27.inputs.width/height, 31.inputs.seed); a missing size or
@@ -43,7 +45,9 @@ const (
 	maxJobs            = 200
 	maxBodyBytes       = 1 << 20
 	defaultSide        = 1024
-	minSide, maxSide   = 16, 2048
+	minSide            = 16
+	defaultMaxSide     = 2048
+	defaultRenders     = 2
 	outputPrefix       = "LunaDemo"
 )
 
@@ -55,6 +59,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// MaxSide is the largest width or height accepted (default 2048);
+	// Luna sets it to the largest resolution it asks for.
+	MaxSide int
+	// MaxConcurrentRenders bounds the images drawn at once (default 2);
+	// further /view requests wait their turn.
+	MaxConcurrentRenders int
 }
 
 // handler serves the demo ComfyUI.
@@ -65,6 +75,8 @@ type handler struct {
 	painter *painter
 	mapping imagegen.Mapping
 	mux     *http.ServeMux
+	maxSide int
+	renders chan struct{} // a slot per concurrent render
 
 	mu          sync.Mutex
 	jobs        map[string]*job
@@ -121,6 +133,8 @@ func NewHandler(opts Options) http.Handler {
 		jobs:    map[string]*job{},
 		files:   map[string]string{},
 		mux:     http.NewServeMux(),
+		maxSide: cmp.Or(opts.MaxSide, defaultMaxSide),
+		renders: make(chan struct{}, cmp.Or(opts.MaxConcurrentRenders, defaultRenders)),
 	}
 	for _, prefix := range []string{"", "/api"} {
 		h.mux.HandleFunc("POST "+prefix+"/prompt", h.postPrompt)
@@ -248,7 +262,7 @@ func (h *handler) postPrompt(w http.ResponseWriter, r *http.Request) {
 // readJob reads the prompt, size and seed from the graph where the default
 // mapping puts them.
 func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[string]nodeError) {
-	j := &job{width: defaultSide, height: defaultSide, seed: "0"}
+	j := &job{width: min(defaultSide, h.maxSide), height: min(defaultSide, h.maxSide), seed: "0"}
 	nodeErrors := map[string]nodeError{}
 	fail := func(ref imagegen.InputRef, classType string, e apiError) {
 		if e.ExtraInfo == nil {
@@ -293,8 +307,8 @@ func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[st
 			fail(ref, n.ClassType, apiError{Type: "invalid_input_type", Message: "Input is not an integer", Details: fmt.Sprintf("%s: %v", ref.Input, v)})
 		case px < minSide:
 			fail(ref, n.ClassType, apiError{Type: "value_smaller_than_min", Message: "Value smaller than min", Details: fmt.Sprintf("%s: %d < %d", ref.Input, px, minSide)})
-		case px > maxSide:
-			fail(ref, n.ClassType, apiError{Type: "value_bigger_than_max", Message: "Value bigger than max", Details: fmt.Sprintf("%s: %d > %d", ref.Input, px, maxSide)})
+		case px > h.maxSide:
+			fail(ref, n.ClassType, apiError{Type: "value_bigger_than_max", Message: "Value bigger than max", Details: fmt.Sprintf("%s: %d > %d", ref.Input, px, h.maxSide)})
 		default:
 			*dst = px
 		}
@@ -492,7 +506,14 @@ func (h *handler) getView(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		return
 	}
+	select {
+	case h.renders <- struct{}{}:
+	case <-r.Context().Done():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	data, err := h.painter.render(j.prompt, j.seed, j.width, j.height)
+	<-h.renders
 	if err != nil {
 		h.logger.ErrorContext(r.Context(), "demo image render failed", "prompt_id", j.id, "err", err)
 		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)

@@ -1,9 +1,10 @@
 // Package demo is Luna's built-in demo text model: an HTTP handler that
 // speaks the same wire protocol as vLLM (OpenAI-compatible chat completions,
 // streamed byte for byte like vLLM, or not streamed) and answers with
-// placeholder text that says it is a demo. Luna mounts it when no text model
-// endpoint is configured, so that the first run works without a GPU and
-// still goes through the real client code (DESIGN.md section 2.1).
+// placeholder text that says it is a demo. When no text model is
+// configured, Luna serves it in-process (package inprocess), reachable by its
+// own model client only, so that the first run works without a GPU and still
+// goes through the real client code (DESIGN.md section 2.1).
 //
 // Replies are deterministic: the same conversation gets the same reply. They
 // are a few dozen words long and contain a markdown list and a code span, to
