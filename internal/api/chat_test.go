@@ -216,33 +216,44 @@ func TestChatRetriesOnceAfterFirstTokenTimeout(t *testing.T) {
 	})
 }
 
+// A "context too long" answer, as vLLM's HTTP 400 or as llama.cpp's error:
+// line after a 200 (llama-server --no-context-shift), is retried once with
+// fewer messages.
 func TestChatContextTooLongIsRetriedWithFewerMessages(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
-		fake := llmtest.New(t)
-		fake.SetDefault(llmtest.Script{Tokens: []string{"fine"}})
-		s := newChatServer(t, dialect, fake, func(c *app.Config) {
-			c.ModelsFile = modelsFile(t, fake.BaseURL(), "credits_per_1k_tokens = 10")
-		})
-		token := s.signup("a@example.com")
-		conv := s.newConversation(token)
-		for i := range 4 {
-			s.waitFinal(token, s.send(token, conv, fmt.Sprintf("message %d %s", i, strings.Repeat("x", 200))))
-		}
-		before := len(fake.Requests())
-		fake.Enqueue(llmtest.Script{ContextTooLongAboveChars: 600})
-		fake.Enqueue(llmtest.Script{Tokens: []string{"shorter"}})
-		msgID := s.send(token, conv, "last question")
-		if m := s.waitFinal(token, msgID); m["status"] != "complete" || m["content"] != "shorter" {
-			t.Fatalf("message = %v", m)
-		}
-		reqs := fake.Requests()[before:]
-		if len(reqs) < 2 || len(reqs[1].Messages) >= len(reqs[0].Messages) {
-			t.Fatalf("retry did not drop messages: %d then %d", len(reqs[0].Messages), len(reqs[1].Messages))
-		}
-		if last := reqs[1].Messages[len(reqs[1].Messages)-1]; last.Content != "last question" {
-			t.Fatalf("retry lost the question: %+v", last)
+		for _, llama := range []bool{false, true} {
+			t.Run(map[bool]string{false: "vLLM 400", true: "llama.cpp error line"}[llama], func(t *testing.T) {
+				contextTooLongRetried(t, dialect, llama)
+			})
 		}
 	})
+}
+
+func contextTooLongRetried(t *testing.T, dialect store.Dialect, llama bool) {
+	fake := llmtest.New(t)
+	fake.SetDefault(llmtest.Script{Tokens: []string{"fine"}})
+	s := newChatServer(t, dialect, fake, func(c *app.Config) {
+		c.ModelsFile = modelsFile(t, fake.BaseURL(), "credits_per_1k_tokens = 10")
+	})
+	token := s.signup("a@example.com")
+	conv := s.newConversation(token)
+	for i := range 4 {
+		s.waitFinal(token, s.send(token, conv, fmt.Sprintf("message %d %s", i, strings.Repeat("x", 200))))
+	}
+	before := len(fake.Requests())
+	fake.Enqueue(llmtest.Script{ContextTooLongAboveChars: 600, LlamaCppErrors: llama})
+	fake.Enqueue(llmtest.Script{Tokens: []string{"shorter"}})
+	msgID := s.send(token, conv, "last question")
+	if m := s.waitFinal(token, msgID); m["status"] != "complete" || m["content"] != "shorter" {
+		t.Fatalf("message = %v", m)
+	}
+	reqs := fake.Requests()[before:]
+	if len(reqs) < 2 || len(reqs[1].Messages) >= len(reqs[0].Messages) {
+		t.Fatalf("retry did not drop messages: %d then %d", len(reqs[0].Messages), len(reqs[1].Messages))
+	}
+	if last := reqs[1].Messages[len(reqs[1].Messages)-1]; last.Content != "last question" {
+		t.Fatalf("retry lost the question: %+v", last)
+	}
 }
 
 func TestChatResumeDeliversEveryByteOnce(t *testing.T) {

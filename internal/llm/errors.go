@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode"
@@ -40,6 +41,10 @@ type Error struct {
 	// Message is readable and safe to show a user: never HTML, upstream text
 	// cleaned and cut to about 300 characters.
 	Message string
+	// Code is the code an error body or in-stream error carried (vLLM's and
+	// llama.cpp's "code", usually the HTTP status it stands for); 0 when
+	// none.
+	Code int
 	// BeforeFirstToken is true when no content delta had been passed to
 	// onDelta; only then is retrying invisible to the user.
 	BeforeFirstToken bool
@@ -86,6 +91,7 @@ type apiError struct {
 	Message string
 	Type    string
 	Param   string
+	Code    int // 0 when absent or not a number
 }
 
 // parseAPIError reads the error shapes vLLM and its neighbours send:
@@ -118,11 +124,16 @@ func parseAPIError(body []byte) (e apiError, ok bool) {
 }
 
 func apiErrorFrom(fields map[string]json.RawMessage) apiError {
-	return apiError{
+	e := apiError{
 		Message: jsonText(fields["message"]),
 		Type:    jsonText(fields["type"]),
 		Param:   jsonText(fields["param"]),
 	}
+	code, err := strconv.Atoi(jsonText(fields["code"])) // a number, or a number in a string
+	if err == nil {
+		e.Code = code
+	}
+	return e
 }
 
 // jsonText returns a JSON string's value, or the raw JSON text of any other
@@ -140,15 +151,21 @@ func jsonText(raw json.RawMessage) string {
 
 // isContextLength reports whether a 400 says the prompt does not fit the
 // context. vLLM's wording changed many times (reference section 2), so this
-// matches the param first and falls back to substrings. A max_tokens param
-// alone is not enough ("max_tokens must be at least 1" is our bug, not a long
-// conversation): its message must also talk about the context.
+// matches the param first and falls back to substrings; llama.cpp says "the
+// request exceeds the available context size" (newer builds: type
+// exceed_context_size_error). A max_tokens param alone is not enough
+// ("max_tokens must be at least 1" is our bug, not a long conversation): its
+// message must also talk about the context.
 func isContextLength(status int, e apiError) bool {
 	if status != 400 {
 		return false
 	}
+	if e.Type == "exceed_context_size_error" {
+		return true
+	}
 	msg := strings.ToLower(e.Message)
 	mentionsContext := strings.Contains(msg, "context length") ||
+		strings.Contains(msg, "context size") ||
 		strings.Contains(msg, "context window") ||
 		strings.Contains(msg, "max_model_len") ||
 		strings.Contains(msg, "input tokens") ||
@@ -197,19 +214,27 @@ func statusError(status int, contentType string, body []byte, readErr error) *Er
 	if readErr != nil {
 		cause = fmt.Errorf("%w (reading the body: %w)", cause, readErr)
 	}
-	return &Error{Kind: kind, Status: status, Message: withDetail(base, detail), Err: cause}
+	return &Error{Kind: kind, Status: status, Code: e.Code, Message: withDetail(base, detail), Err: cause}
 }
 
-// eventError builds the Error for an in-stream data: {"error": …} event.
+// eventError builds the Error for an in-stream data: {"error": …} event
+// (or llama.cpp's error: line, read as one). An event whose code is 400 and
+// that says the prompt does not fit (llama-server --no-context-shift) is
+// KindContextLength, so that the caller can trim the conversation.
 func eventError(status int, data []byte, beforeFirstToken bool) *Error {
 	e, _ := parseAPIError(data)
+	kind := KindUpstream
 	base := "The model server reported an error while answering"
 	if beforeFirstToken {
 		base = "The model server reported an error before answering"
 	}
+	if isContextLength(e.Code, e) {
+		kind, base = KindContextLength, "The conversation is too long for the model's context window"
+	}
 	return &Error{
-		Kind:    KindUpstream,
+		Kind:    kind,
 		Status:  status,
+		Code:    e.Code,
 		Message: withDetail(base, cleanText(e.Message, maxMessageChars)),
 		Err:     fmt.Errorf("in-stream error event: %s", rawSnippet(data)),
 	}

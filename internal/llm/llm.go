@@ -10,6 +10,8 @@
 //     middleware, before openai-go sees the response;
 //   - it tells a cut stream from a finished one (openai-go ends both with a
 //     nil error) by whether a finish_reason arrived;
+//   - it reads llama.cpp's in-stream `error:` lines, which SSE decoders
+//     ignore, as error events;
 //   - it bounds the wait for the first token and the gaps between chunks,
 //     and the connect time, per request;
 //   - it classifies every failure into an *Error with a Kind and a message
@@ -354,7 +356,11 @@ func (h *responseHead) check(req *http.Request, next option.MiddlewareNext) (*ht
 	// Anything not JSON or HTML is decoded as SSE, as openai-go does: a
 	// relay may label the stream differently.
 	if res.StatusCode == http.StatusOK && !isJSONType(mt) && !isHTML(mt, nil) {
-		res.Body = &watchedBody{ReadCloser: res.Body, head: h}
+		watched := &watchedBody{ReadCloser: res.Body, head: h}
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{newErrorLineReader(watched), watched}
 		return res, nil
 	}
 	body, readErr := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))

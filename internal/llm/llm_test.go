@@ -72,6 +72,7 @@ func TestStream(t *testing.T) {
 		wantBefore  bool
 		wantMessage string // substring of Error.Message
 		wantAbort   bool   // the fake sees the client leave
+		wantCode    int    // Error.Code, when non-zero
 	}{
 		{
 			name:       "normal",
@@ -144,6 +145,25 @@ func TestStream(t *testing.T) {
 			wantKind:    llm.KindUpstream,
 			wantStatus:  200,
 			wantMessage: "ошибка 🙂",
+		},
+		{
+			name: "llama.cpp error line mid-stream",
+			script: llmtest.Script{Tokens: []string{"a", "b", "c"}, ErrorEventAt: 2, ErrorMessage: "slot 0: decode failed",
+				LlamaCppErrors: true, SplitWrites: true},
+			wantText:    "ab",
+			wantKind:    llm.KindUpstream,
+			wantStatus:  200,
+			wantCode:    500,
+			wantMessage: "while answering: slot 0: decode failed",
+		},
+		{
+			name:        "llama.cpp context size error line",
+			script:      llmtest.Script{ContextTooLongAboveChars: 5, LlamaCppErrors: true},
+			wantKind:    llm.KindContextLength,
+			wantStatus:  200,
+			wantCode:    400,
+			wantBefore:  true,
+			wantMessage: "exceeds the available context size",
 		},
 		{
 			name:        "cut without [DONE], clean end of body",
@@ -328,6 +348,9 @@ func TestStream(t *testing.T) {
 			}
 			if got, want := e.BeforeFirstToken, tt.wantBefore; got != want {
 				t.Errorf("BeforeFirstToken = %v, want %v", got, want)
+			}
+			if got, want := e.Code, tt.wantCode; want != 0 && got != want {
+				t.Errorf("Code = %d, want %d", got, want)
 			}
 			if !strings.Contains(e.Message, tt.wantMessage) {
 				t.Errorf("Message = %q, want it to contain %q", e.Message, tt.wantMessage)

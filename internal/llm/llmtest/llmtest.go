@@ -29,6 +29,8 @@
 package llmtest
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -126,7 +128,23 @@ type Script struct {
 	// Hang sends the 200 headers and then nothing, until the client
 	// disconnects.
 	Hang bool
+
+	// LlamaCppErrors makes errors look like llama.cpp's llama-server
+	// (reference "Other servers"): the in-stream error of ErrorEventAt is a
+	// line `error: {"code":500,"message":…,"type":"server_error"}` instead
+	// of a data: event, and ContextTooLongAboveChars answers 200 and then
+	// `error: {"code":400,"message":"the request exceeds the available
+	// context size, try increasing it","type":"invalid_request_error"}` (as
+	// llama-server --no-context-shift does); both are followed by
+	// data: [DONE].
+	LlamaCppErrors bool
+
+	errorCode int // the llama.cpp error line's code; 0 means 500
 }
+
+// LlamaContextSizeMessage is llama-server's message for a prompt over its
+// context size.
+const LlamaContextSizeMessage = "the request exceeds the available context size, try increasing it"
 
 // RecordedMessage is one message of a recorded request.
 type RecordedMessage struct {
@@ -303,7 +321,10 @@ func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		chars += utf8.RuneCountInString(m.Content)
 		msgs[i] = llm.Message{Role: m.Role, Content: m.Content}
 	}
-	if s.ContextTooLongAboveChars > 0 && chars > s.ContextTooLongAboveChars {
+	tooLong := s.ContextTooLongAboveChars > 0 && chars > s.ContextTooLongAboveChars
+	if tooLong && s.LlamaCppErrors {
+		s.ErrorEventAt, s.ErrorMessage, s.errorCode = ErrorEventFirst, LlamaContextSizeMessage, http.StatusBadRequest
+	} else if tooLong {
 		shape := s.ErrorShape
 		if shape == "" {
 			shape = vllmwire.ShapeNested
@@ -427,8 +448,11 @@ func (f *Fake) stream(w http.ResponseWriter, r *http.Request, s Script, c vllmwi
 		if msg == "" {
 			msg = "Internal server error"
 		}
-		return out.write(vllmwire.ErrorEvent(vllmwire.APIError{Message: msg, Type: "InternalServerError", Code: 500})) &&
-			out.write([]byte(vllmwire.Done))
+		ev := vllmwire.ErrorEvent(vllmwire.APIError{Message: msg, Type: "InternalServerError", Code: 500})
+		if s.LlamaCppErrors {
+			ev = llamaErrorLine(cmp.Or(s.errorCode, http.StatusInternalServerError), msg)
+		}
+		return out.write(ev) && out.write([]byte(vllmwire.Done))
 	}
 	if s.ErrorEventAt == ErrorEventFirst {
 		return errorEvent()
@@ -474,6 +498,25 @@ func (f *Fake) stream(w http.ResponseWriter, r *http.Request, s Script, c vllmwi
 		return false
 	}
 	return out.write([]byte(vllmwire.Done))
+}
+
+// llamaErrorLine is llama-server's in-stream error: "error: " and the
+// error object dumped compact by nlohmann::json (keys sorted, raw UTF-8),
+// then a blank line.
+func llamaErrorLine(code int, message string) []byte {
+	typ := "server_error"
+	if code == http.StatusBadRequest {
+		typ = "invalid_request_error"
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Type    string `json:"type"`
+	}{code, message, typ})
+	return append(append([]byte("error: "), bytes.TrimSuffix(b.Bytes(), []byte("\n"))...), "\n\n"...)
 }
 
 // writer writes events, flushing each, and notices a departed client.

@@ -1,0 +1,107 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+)
+
+// errorLinePrefix starts llama.cpp's in-stream error: llama-server writes
+// `error: {"code":400,"message":…,"type":…}` and a blank line (then
+// data: [DONE]) where vLLM writes a data: event. SSE decoders, openai-go's
+// included, ignore a field named "error", so the stream would look cut.
+var errorLinePrefix = []byte("error:")
+
+// maxErrorLine bounds how much of an error: line is held; a longer line is
+// passed on unchanged.
+const maxErrorLine = maxErrorBody
+
+// errorLineReader rewrites each `error: X` line of an event stream into
+// `data: {"error":X}`, the shape of vLLM's in-stream error event, so that
+// openai-go reports it as an error event. Every other byte passes through
+// unchanged and without delay: only the start of a line that may still turn
+// out to be an error: line is held until its newline.
+type errorLineReader struct {
+	r       io.Reader
+	buf     []byte // read buffer
+	out     []byte // ready to be returned
+	line    []byte // the start of the current line, held
+	passing bool   // the current line is not an error: line; its bytes pass through
+	err     error  // the underlying reader's error, returned once out is drained
+}
+
+func newErrorLineReader(r io.Reader) *errorLineReader {
+	return &errorLineReader{r: r, buf: make([]byte, 32<<10)}
+}
+
+func (e *errorLineReader) Read(p []byte) (int, error) {
+	for len(e.out) == 0 {
+		if e.err != nil {
+			if len(e.line) > 0 { // the body ended inside a line
+				e.out, e.line = rewriteErrorLine(e.line), nil
+				break
+			}
+			return 0, e.err
+		}
+		n, err := e.r.Read(e.buf)
+		e.feed(e.buf[:n])
+		e.err = err
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+// feed moves b to out, holding the start of each line while it may be an
+// error: line.
+func (e *errorLineReader) feed(b []byte) {
+	for len(b) > 0 {
+		end := bytes.IndexByte(b, '\n') + 1 // 0: no newline in b
+		if e.passing {
+			if end == 0 {
+				e.out = append(e.out, b...)
+				return
+			}
+			e.out = append(e.out, b[:end]...)
+			b, e.passing = b[end:], false
+			continue
+		}
+		part := b
+		if end > 0 {
+			part = b[:end]
+		}
+		e.line = append(e.line, part...)
+		b = b[len(part):]
+		switch {
+		case end > 0:
+			e.out = append(e.out, rewriteErrorLine(e.line)...)
+			e.line = e.line[:0]
+		case !mayBeErrorLine(e.line) || len(e.line) > maxErrorLine:
+			e.out = append(e.out, e.line...)
+			e.line, e.passing = e.line[:0], true
+		}
+	}
+}
+
+// mayBeErrorLine reports whether a partial line is, or may become, an
+// error: line.
+func mayBeErrorLine(partial []byte) bool {
+	return bytes.HasPrefix(partial, errorLinePrefix) || bytes.HasPrefix(errorLinePrefix, partial)
+}
+
+// rewriteErrorLine returns line unchanged unless it is an error: line; that
+// becomes a data: line carrying {"error": value}, value being the line's
+// JSON, or its text as the message when it is not JSON.
+func rewriteErrorLine(line []byte) []byte {
+	if !bytes.HasPrefix(line, errorLinePrefix) {
+		return append([]byte(nil), line...)
+	}
+	value := bytes.TrimPrefix(line[len(errorLinePrefix):], []byte(" "))
+	value = bytes.TrimRight(value, "\r\n")
+	if !json.Valid(value) {
+		msg, _ := json.Marshal(string(value))
+		value = append(append([]byte(`{"message":`), msg...), '}')
+	}
+	out := append([]byte(`data: {"error":`), value...)
+	return append(out, "}\n"...)
+}

@@ -1,0 +1,55 @@
+package llm
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestErrorLineReader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"vLLM stream passes unchanged", "data: {\"a\":1}\n\n: keep-alive\n\ndata: [DONE]\n\n", "data: {\"a\":1}\n\n: keep-alive\n\ndata: [DONE]\n\n"},
+		{"llama.cpp error line",
+			"error: {\"code\":400,\"message\":\"the request exceeds the available context size, try increasing it\",\"type\":\"invalid_request_error\"}\n\ndata: [DONE]\n\n",
+			"data: {\"error\":{\"code\":400,\"message\":\"the request exceeds the available context size, try increasing it\",\"type\":\"invalid_request_error\"}}\n\ndata: [DONE]\n\n"},
+		{"error line after content, CRLF", "data: {\"a\":1}\r\n\r\nerror: {\"code\":500}\r\n\r\n", "data: {\"a\":1}\r\n\r\ndata: {\"error\":{\"code\":500}}\n\r\n"},
+		{"error line that is not JSON", "error: boom\n\n", "data: {\"error\":{\"message\":\"boom\"}}\n\n"},
+		{"error line at the end of the body", "error: {\"code\":500}", "data: {\"error\":{\"code\":500}}\n"},
+		{"lines that only start like error", "err\nerrors: x\nevent: error\n", "err\nerrors: x\nevent: error\n"},
+		{"partial line at the end", "data: {\"a\"", "data: {\"a\""},
+	}
+	for _, tt := range tests {
+		for _, split := range []bool{false, true} {
+			var r io.Reader = strings.NewReader(tt.in)
+			if split {
+				r = iotest.OneByteReader(r)
+			}
+			got, err := io.ReadAll(newErrorLineReader(r))
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("%s (split %v):\n got %q\nwant %q", tt.name, split, got, tt.want)
+			}
+		}
+	}
+}
+
+// TestErrorLineReaderDoesNotHoldOtherLines: bytes of a line that cannot be
+// an error: line are handed out before its newline arrives.
+func TestErrorLineReaderDoesNotHoldOtherLines(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	r := newErrorLineReader(pr)
+	go func() { _, _ = pw.Write([]byte("data: {\"content\":\"ab")) }()
+	buf := make([]byte, 64)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "data: {\"content\":\"ab" {
+		t.Fatalf("Read = %q, %v; want the partial line at once", buf[:n], err)
+	}
+	pw.Close()
+}
