@@ -513,6 +513,10 @@ func TestChatFairUse(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.errorCode(t) != "rate_limited" {
 		t.Fatalf("second running reply: %d %s", r.status, r.body)
 	}
+	// Every 429 says when to come back (openapi.json declares Retry-After on each).
+	if secs, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || secs < 1 {
+		t.Fatalf("second running reply: Retry-After %q, want a positive number of seconds", r.header.Get("Retry-After"))
+	}
 	s.do("POST", "/v1/conversations/"+second+"/messages", token, map[string]string{"content": "three"})
 	r = s.do("POST", "/v1/conversations/"+second+"/messages", token, map[string]string{"content": "four"})
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {

@@ -73,8 +73,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"request_id", requestID(r.Context()), "err", err)
 	}
+	// Every 429 says when to try again; handlers that know better set it first.
+	if status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", defaultRetryAfter)
+	}
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message}})
 }
+
+// defaultRetryAfter is the Retry-After (seconds) of a 429 whose handler did
+// not set one, e.g. too many replies generating at once.
+const defaultRetryAfter = "5"
 
 func errorf(code, format string, args ...any) error { return luna.Errorf(code, format, args...) }
 
