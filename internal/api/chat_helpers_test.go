@@ -21,6 +21,7 @@ import (
 var fastChat = chat.Config{
 	FlushInterval: 40 * time.Millisecond, LeaseTTL: 2 * time.Second, LeaseRenewEvery: 300 * time.Millisecond,
 	SweepInterval: 200 * time.Millisecond, HeartbeatEvery: time.Second, TitleTimeout: 5 * time.Second,
+	RetryBackoff: 50 * time.Millisecond,
 }
 
 // modelsFile writes a models file with one model served by the fake

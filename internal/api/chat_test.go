@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -213,6 +214,67 @@ func TestChatRetriesOnceAfterFirstTokenTimeout(t *testing.T) {
 			t.Fatalf("upstream saw %d requests, want a retry", n)
 		}
 		wantAuditClean(t, s)
+	})
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// A connection refused before the first token is retried once, after a
+// jittered backoff rather than at once (a restarting model server needs a
+// moment), and the wait ends as soon as the reply is stopped.
+func TestChatRetryBeforeFirstTokenBacksOff(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		start := func(t *testing.T, backoff time.Duration) (*testServer, string) {
+			s := newTestServer(t, dialect, func(c *app.Config) {
+				c.ModelsFile = modelsFile(t, "http://"+closedAddr(t)+"/v1", testModelKeys)
+				c.Chat = fastChat
+				c.Chat.RetryBackoff = backoff
+			})
+			s.runBackground()
+			return s, s.signup("a@example.com")
+		}
+		t.Run("waits", func(t *testing.T) {
+			s, token := start(t, 400*time.Millisecond)
+			begin := time.Now()
+			m := s.waitFinal(token, s.send(token, s.newConversation(token), "hello"))
+			// The backoff is at least half the configured wait.
+			if elapsed := time.Since(begin); elapsed < 200*time.Millisecond {
+				t.Fatalf("the reply failed after %v: the retry did not wait", elapsed)
+			}
+			if m["status"] != "error" || !strings.Contains(fmt.Sprint(m["error"]), "connection refused") {
+				t.Fatalf("message = %v", m)
+			}
+			if c := s.credits(token); c["balance"] != 1000.0 || c["reserved"] != 0.0 {
+				t.Fatalf("credits = %v, want all released", c)
+			}
+		})
+		t.Run("stop ends the wait", func(t *testing.T) {
+			s, token := start(t, time.Hour)
+			msgID := s.send(token, s.newConversation(token), "hello")
+			begin := time.Now()
+			if r := s.do("POST", "/v1/messages/"+msgID+"/cancel", token, nil); r.status >= 300 {
+				t.Fatalf("cancel: %d %s", r.status, r.body)
+			}
+			m := s.waitFinal(token, msgID)
+			if elapsed := time.Since(begin); elapsed > 10*time.Second {
+				t.Fatalf("the stopped reply ended after %v", elapsed)
+			}
+			if m["status"] != "cancelled" || m["creditsCharged"] != 0.0 {
+				t.Fatalf("message = %v", m)
+			}
+		})
 	})
 }
 

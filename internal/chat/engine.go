@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -184,7 +185,11 @@ func (e *engine) run(g *generation) {
 		}
 		if (upstreamErr.Kind == llm.KindTimeout || upstreamErr.Kind == llm.KindConnection) && !retriedTimeout {
 			retriedTimeout = true
-			e.s.logger.Info("retrying reply after an upstream failure before the first token", "message_id", g.reply.ID, "err", err)
+			wait := retryDelay(e.s.cfg.RetryBackoff, 1, rand.Int64N)
+			e.s.logger.Info("retrying reply after an upstream failure before the first token", "message_id", g.reply.ID, "retry_in", wait, "err", err)
+			if sleepCtx(g.ctx, wait) != nil {
+				break // stopped, or out of time, while waiting
+			}
 			continue
 		}
 		if upstreamErr.Kind == llm.KindContextLength && !retriedContext && len(g.history) > 1 {

@@ -31,6 +31,7 @@ type Config struct {
 	MaxRunningPerUser        int           // replies generating at once per user; beyond it 429; 3
 	MaxRunningPerModel       int           // upstream requests at once per model on this instance; more wait for a slot; 64
 	ModelSlotWait            time.Duration // how long a reply waits for a model slot before failing as busy; 1m
+	RetryBackoff             time.Duration // wait before retrying an upstream failure before the first token, jittered to ½–1½ times; 1s
 }
 
 func (c *Config) setDefaults() {
@@ -58,6 +59,7 @@ func (c *Config) setDefaults() {
 		c.MaxRunningPerModel = 64
 	}
 	def(&c.ModelSlotWait, time.Minute)
+	def(&c.RetryBackoff, time.Second)
 }
 
 // Service runs conversations and the generations of their replies.
