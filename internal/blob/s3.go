@@ -245,3 +245,15 @@ func (s *S3) SignedURL(ctx context.Context, key string, ttl time.Duration) (stri
 	}
 	return u.String(), nil
 }
+
+// Delete removes the object under key; a missing object is not an error.
+// Luna keeps its images; `luna check` removes the probe object it wrote.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, s.objectName(key), minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("blob: delete %s: %w", key, err)
+	}
+	return nil
+}

@@ -87,6 +87,27 @@ func TestS3Store(t *testing.T) {
 	testStore(t, storeHarness{store: store, absURL: func(u string) string { return u }})
 }
 
+func TestS3Delete(t *testing.T) {
+	t.Parallel()
+	env := s3TestEnv(t)
+	store := newS3(t, env.config(t))
+	ctx := context.Background()
+	if err := store.Put(ctx, "probe/a.txt", []byte("a"), ""); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	for range 2 { // deleting a missing object is no error
+		if err := store.Delete(ctx, "probe/a.txt"); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+	}
+	if _, _, err := store.Get(ctx, "probe/a.txt"); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Get after Delete: %v, want ErrNotFound", err)
+	}
+	if err := store.Delete(ctx, "../a.txt"); !errors.Is(err, blob.ErrInvalidKey) {
+		t.Errorf("Delete of an invalid key: %v, want ErrInvalidKey", err)
+	}
+}
+
 func TestS3SignedURL(t *testing.T) {
 	t.Parallel()
 	env := s3TestEnv(t)

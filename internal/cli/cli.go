@@ -77,6 +77,8 @@ func Run(ctx context.Context, env Env) error {
 		return runInvitesCreate(ctx, env, rest[1:])
 	case cmd == "invites" && sub == "list":
 		return runInvitesList(ctx, env, rest[1:])
+	case cmd == "check":
+		return runCheck(ctx, env, rest)
 	case cmd == "backup":
 		return runBackup(ctx, env, rest)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
@@ -142,10 +144,38 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 func runServe(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet("serve", env.Getenv)
-	var db dbFlags
-	db.register(fs)
-	var cfg app.Config
-	var parties, logLevel, logFormat string
+	var sf serveFlags
+	sf.register(fs)
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
+		return err
+	}
+	cfg, err := sf.config(env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "luna serve: %v\n", err)
+		return ErrUsage
+	}
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := a.Listen()
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx, ln)
+}
+
+// serveFlags are the flags of `serve`, which `check` reads too.
+type serveFlags struct {
+	db                                         dbFlags
+	cfg                                        app.Config
+	parties, logLevel, logFormat, imageHeaders string
+}
+
+func (sf *serveFlags) register(fs *flagSet) {
+	sf.db.register(fs)
+	cfg := &sf.cfg
 	fs.String(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address; 127.0.0.1:0 picks a free port")
 	fs.String(&cfg.Auth, "auth", api.AuthLocal, "identity: local (built-in email + password accounts) or clerk")
 	fs.String(&cfg.SignupMode, "signup-mode", accounts.SignupOpen, "built-in accounts: open, invite (invite code required) or closed")
@@ -155,7 +185,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.String(&cfg.ClerkIssuer, "clerk-issuer", "", "Clerk: expected token issuer (your Frontend API URL)")
 	fs.String(&cfg.ClerkJWKSURL, "clerk-jwks-url", "", "Clerk: JWKS URL, e.g. https://<frontend-api>/.well-known/jwks.json")
 	fs.String(&cfg.ClerkPublicKey, "clerk-public-key", "", "Clerk: PEM public key, instead of a JWKS URL (networkless)")
-	fs.String(&parties, "clerk-authorized-parties", "", "Clerk: comma-separated allowed azp origins (tokens without azp are accepted)")
+	fs.String(&sf.parties, "clerk-authorized-parties", "", "Clerk: comma-separated allowed azp origins (tokens without azp are accepted)")
 	fs.String(&cfg.ClerkWebhookSecret, "clerk-webhook-secret", "", "Clerk: webhook signing secret (whsec_...)")
 	fs.Int64(&cfg.MaxBodyBytes, "max-body-bytes", 64<<10, "largest JSON request body")
 	fs.Int(&cfg.AuthRateLimit, "auth-rate-limit", 20, "sign-up and login attempts per client address per minute")
@@ -168,12 +198,11 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", 30*time.Second, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it for this long")
 	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", 15*time.Minute, "longest a reply may generate")
 	ic := &cfg.Images
-	var imageHeaders string
 	fs.String(&ic.Backend, "image-backend", "", "images: comfyui, runpod, or empty for the built-in demo endpoint")
 	fs.String(&ic.ComfyUIURL, "comfyui-url", "", "images: ComfyUI base URL, e.g. http://gpu1:8188")
 	fs.String(&ic.RunpodEndpointURL, "runpod-endpoint-url", "", "images: Runpod worker-comfyui endpoint, https://api.runpod.ai/v2/<endpoint id>")
 	fs.String(&ic.RunpodAPIKey, "runpod-api-key", "", "images: Runpod API key")
-	fs.String(&imageHeaders, "image-backend-headers", "", "images: extra headers for the backend, \"Name: value; Other: value\"")
+	fs.String(&sf.imageHeaders, "image-backend-headers", "", "images: extra headers for the backend, \"Name: value; Other: value\"")
 	fs.String(&ic.WorkflowFile, "image-workflow", "", "images: API-format workflow file; empty = built-in FLUX schnell")
 	fs.String(&ic.WorkflowMapping, "image-workflow-mapping", "", "images: with --image-workflow, prompt=NODE.INPUT,width=…,height=…,seed=…,steps=…")
 	fs.Int64(&ic.Jobs.Cost, "image-cost", 50, "images: credits per image")
@@ -191,35 +220,25 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs.String(&ic.S3.Prefix, "s3-prefix", "", "S3: key prefix inside the bucket")
 	fs.Bool(&ic.S3.UseSSL, "s3-use-ssl", true, "S3: use HTTPS")
 	fs.Bool(&ic.S3.PathStyle, "s3-path-style", false, "S3: path-style bucket addressing (most self-hosted S3 servers)")
-	fs.String(&logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.String(&logFormat, "log-format", "text", "text or json")
-	if err := parseFlags(fs, args, env.Stderr); err != nil {
-		return err
-	}
-	logger, err := newLogger(env.Stderr, logLevel, logFormat)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "luna serve: %v\n", err)
-		return ErrUsage
-	}
-	cfg.DataDir, cfg.DatabaseURL = db.dataDir, db.databaseURL
-	cfg.Demo = cfg.ModelsFile == ""
-	if cfg.Images.Headers, err = parseHeaders(imageHeaders); err != nil {
-		fmt.Fprintf(env.Stderr, "luna serve: --image-backend-headers: %v\n", err)
-		return ErrUsage
-	}
-	cfg.ClerkAuthorizedParties = splitList(parties)
-	cfg.Getenv, cfg.Logger = env.Getenv, logger
+	fs.String(&sf.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.String(&sf.logFormat, "log-format", "text", "text or json")
+}
 
-	a, err := app.New(ctx, cfg)
+// config is the app configuration the parsed flags describe.
+func (sf *serveFlags) config(env Env) (app.Config, error) {
+	cfg := sf.cfg
+	logger, err := newLogger(env.Stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
-		return err
+		return cfg, err
 	}
-	defer a.Close()
-	ln, err := a.Listen()
-	if err != nil {
-		return err
+	cfg.DataDir, cfg.DatabaseURL = sf.db.dataDir, sf.db.databaseURL
+	cfg.Demo = cfg.ModelsFile == ""
+	if cfg.Images.Headers, err = parseHeaders(sf.imageHeaders); err != nil {
+		return cfg, fmt.Errorf("--image-backend-headers: %w", err)
 	}
-	return a.Serve(ctx, ln)
+	cfg.ClerkAuthorizedParties = splitList(sf.parties)
+	cfg.Getenv, cfg.Logger = env.Getenv, logger
+	return cfg, nil
 }
 
 func runMigrate(ctx context.Context, env Env, args []string) error {
