@@ -7,12 +7,19 @@ import (
 
 	"luna"
 	"luna/internal/chat"
+	"luna/internal/cursor"
 	"luna/internal/events"
 )
 
 // page reads limit and cursor from the query string.
 func page(r *http.Request) (chat.Page, error) {
 	p := chat.Page{Cursor: r.URL.Query().Get("cursor")}
+	if p.Cursor != "" {
+		// Checked here, before any query: only a time and a UUID go on.
+		if _, err := cursor.Parse(p.Cursor); err != nil {
+			return p, err
+		}
+	}
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {

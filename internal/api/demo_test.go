@@ -48,7 +48,6 @@ func TestDemoEndpointsAreNotPublic(t *testing.T) {
 		for name, mode := range modes {
 			t.Run(name, func(t *testing.T) {
 				s := newTestServer(t, dialect, mode(t))
-				s.runBackground()
 				token := s.signup("demo@example.com")
 				for _, p := range formerDemoPaths {
 					for _, tok := range []string{"", token} {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"luna"
+	"luna/internal/chat"
+	"luna/internal/images"
 )
 
 type contextKey int
@@ -131,6 +133,32 @@ func (s *Server) requireUser(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, tokenKey, token)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// validID answers 404 for an {id} path value that no resource can have,
+// exactly like a missing resource, before any query: bytes a database
+// refuses (invalid UTF-8, NUL) never reach one.
+func (s *Server) validID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !luna.ValidID(r.PathValue("id")) {
+			s.writeError(w, r, notFoundAt(r.URL.Path))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notFoundAt is the not-found error of the resource a path names.
+func notFoundAt(path string) error {
+	switch {
+	case strings.HasPrefix(path, "/v1/conversations/"):
+		return chat.ErrConversationNotFound
+	case strings.HasPrefix(path, "/v1/messages/"):
+		return chat.ErrMessageNotFound
+	case strings.HasPrefix(path, "/v1/images/"):
+		return images.ErrNotFound
+	}
+	return errorf(luna.CodeNotFound, "Not found.")
 }
 
 // userFrom returns the signed-in user of a request that passed requireUser.

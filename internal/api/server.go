@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -186,6 +187,9 @@ func (s *Server) routes() http.Handler {
 	methodsByPath := map[string][]string{}
 	for _, rt := range s.routeTable() {
 		h := http.Handler(rt.handler)
+		if strings.Contains(rt.path, "{id}") {
+			h = s.validID(h)
+		}
 		if rt.auth {
 			h = s.requireUser(h)
 		}

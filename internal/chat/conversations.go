@@ -190,7 +190,10 @@ func (s *Service) ListMessages(ctx context.Context, userID, conversationID strin
 // GetMessage returns one of the user's messages.
 func (s *Service) GetMessage(ctx context.Context, userID, id string) (Message, error) {
 	m, err := getMessage(ctx, s.db.DB, id)
-	if err != nil || m.UserID != userID {
+	if err != nil {
+		return Message{}, err // not found, or a database failure (a 500, never hidden as 404)
+	}
+	if m.UserID != userID {
 		return Message{}, ErrMessageNotFound
 	}
 	return m, nil

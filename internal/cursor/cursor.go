@@ -21,13 +21,20 @@ func (c Cursor) String() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.At, 10) + "|" + c.ID))
 }
 
-// Parse decodes a cursor from a client; a malformed one is an
-// invalid_request error.
+// maxLength bounds a cursor: a time and a UUID take far less.
+const maxLength = 128
+
+// Parse decodes a cursor from a client; a malformed one (not base64, no
+// time, an id that is not a valid id) is an invalid_request error, so that
+// nothing but a time and a UUID reaches a query.
 func Parse(s string) (Cursor, error) {
+	if len(s) > maxLength {
+		return Cursor{}, luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err == nil {
 		at, id, ok := strings.Cut(string(raw), "|")
-		if n, perr := strconv.ParseInt(at, 10, 64); ok && perr == nil && id != "" {
+		if n, perr := strconv.ParseInt(at, 10, 64); ok && perr == nil && luna.ValidID(id) {
 			return Cursor{At: n, ID: id}, nil
 		}
 	}

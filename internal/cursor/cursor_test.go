@@ -1,6 +1,8 @@
 package cursor_test
 
 import (
+	"encoding/base64"
+	"strings"
 	"testing"
 
 	"luna"
@@ -8,7 +10,7 @@ import (
 )
 
 func TestRoundTrip(t *testing.T) {
-	c := cursor.Cursor{At: 1767225600123, ID: "01a2-x|y"}
+	c := cursor.Cursor{At: 1767225600123, ID: "019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a11"}
 	got, err := cursor.Parse(c.String())
 	if err != nil || got != c {
 		t.Fatalf("Parse(String()) = %+v, %v; want %+v", got, err, c)
@@ -16,7 +18,10 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestParseRefusesGarbage(t *testing.T) {
-	for _, s := range []string{"", "garbage!", "bm9waXBl", "MTIzfA", "YWJjfGlk"} {
+	encode := func(raw string) string { return base64.RawURLEncoding.EncodeToString([]byte(raw)) }
+	for _, s := range []string{"", "garbage!", "bm9waXBl", "MTIzfA", "YWJjfGlk",
+		encode("123|id"), encode("123|\xff"), encode("123|\x00"), encode("123|\xc0\x80"), encode("123|\xed\xa0\x80"),
+		encode("123|019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a1\x00"), encode("123|019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a11" + strings.Repeat("x", 100))} {
 		if _, err := cursor.Parse(s); luna.ErrorCode(err) != luna.CodeInvalidRequest {
 			t.Errorf("Parse(%q) = %v, want invalid_request", s, err)
 		}

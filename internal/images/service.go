@@ -82,6 +82,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 		}
 	}
 	if req.ConversationID != "" {
+		if !luna.ValidID(req.ConversationID) {
+			return Job{}, &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."}
+		}
 		var owner string
 		err := s.db.QueryRowContext(ctx, `SELECT user_id FROM conversations WHERE id = $1`, req.ConversationID).Scan(&owner)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != req.UserID) {
@@ -196,7 +199,10 @@ func (s *Service) get(ctx context.Context, id string) (Job, error) {
 // Get returns one of the user's jobs.
 func (s *Service) Get(ctx context.Context, userID, id string) (Job, error) {
 	j, err := s.get(ctx, id)
-	if err != nil || j.UserID != userID {
+	if err != nil {
+		return Job{}, err // not found, or a database failure (a 500, never hidden as 404)
+	}
+	if j.UserID != userID {
 		return Job{}, ErrNotFound
 	}
 	return j, nil
