@@ -12,12 +12,18 @@ import (
 	"time"
 )
 
-// directClient streams chat completions from the upstream itself, as Luna
-// would, without Luna: the baseline.
+// directClient streams chat completions from an OpenAI-compatible base
+// URL: the upstream itself (the baseline, "direct"), the relay, or a peer
+// proxy in front of the upstream.
 type directClient struct {
 	http    *http.Client
-	baseURL string // the upstream's OpenAI-compatible base URL
+	baseURL string // OpenAI-compatible base URL
 	tokens  int    // expected tokens per reply
+	model   string // the request's model; default the upstream's
+	headers map[string]string
+	// optionalUsage accepts a stream without the usage chunk (a peer proxy
+	// may drop it); the text must still be exact.
+	optionalUsage bool
 }
 
 // chunk is the part of a streamed chat-completion chunk the client reads.
@@ -35,7 +41,12 @@ type chunk struct {
 
 // stream sends one streaming chat completion and records its tokens.
 func (c *directClient) stream(ctx context.Context, i int, rec *streamRecord) error {
-	body := `{"model":"` + upstreamModel + `","messages":[{"role":"user","content":"Benchmark message ` + strconv.Itoa(i) +
+	model := upstreamModel
+	if c.model != "" {
+		model = c.model
+	}
+	quoted, _ := json.Marshal(model) // a string always encodes
+	body := `{"model":` + string(quoted) + `,"messages":[{"role":"user","content":"Benchmark message ` + strconv.Itoa(i) +
 		`."}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":` + strconv.Itoa(c.tokens+100) + `}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/chat/completions", strings.NewReader(body))
 	if err != nil {
@@ -43,6 +54,9 @@ func (c *directClient) stream(ctx context.Context, i int, rec *streamRecord) err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
 	rec.start = time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -50,7 +64,8 @@ func (c *directClient) stream(ctx context.Context, i int, rec *streamRecord) err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("upstream answered %s", resp.Status)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s answered %s: %s", c.baseURL, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	sse := newSSEReader(resp.Body)
 	finish, usage := "", -1
@@ -80,6 +95,9 @@ func (c *directClient) stream(ctx context.Context, i int, rec *streamRecord) err
 		if ch.Usage != nil {
 			usage = ch.Usage.CompletionTokens
 		}
+	}
+	if usage == -1 && c.optionalUsage {
+		usage = c.tokens
 	}
 	if finish != "stop" || usage != c.tokens {
 		return fmt.Errorf("finish_reason %q, completion_tokens %d; want stop, %d", finish, usage, c.tokens)

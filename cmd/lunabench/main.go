@@ -1,14 +1,19 @@
 // Command lunabench measures what Luna adds to streaming replies. It starts
 // a fake OpenAI-compatible upstream in this process that streams a fixed
 // reply at a set rate, then, for N concurrent conversations, streams it
-// twice, side by side in one run: from the upstream directly, and through a
-// whole Luna (app.New, real HTTP on loopback, SQLite or PostgreSQL). It
-// reports the time to first token and inter-token gaps (p50/p99) of both and
-// their difference, CPU seconds per 1,000 tokens, memory per active stream,
-// and Luna's database transactions per second, and fails if any stream lost
+// side by side in one run: from the upstream directly; through a minimal
+// Go relay that copies the upstream's SSE lines with one flush per event
+// (the floor any proxy costs); optionally through another proxy a user
+// points at the upstream (-peer-url: Portkey, LiteLLM, Bifrost…); and
+// through a whole Luna (app.New, real HTTP on loopback, SQLite or
+// PostgreSQL). It reports the time to first token and inter-token gaps
+// (p50/p99), CPU seconds per 1,000 tokens, memory per active stream, what
+// each proxy adds to direct and Luna's figures as multiples of the relay's,
+// and Luna's database transactions per second; it fails if any stream lost
 // or repeated text.
 //
 //	go run ./cmd/lunabench -n 100 -rate 20 -tokens 200 [-database-url postgres://…] [-json]
+//	go run ./cmd/lunabench -n 100 -upstream-addr 127.0.0.1:18080 -peer-url http://127.0.0.1:4000/v1 -peer-model bench -peer-header 'Authorization: Bearer sk-…'
 //
 // docs/performance.md explains the method and records results.
 package main
@@ -25,6 +30,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -45,18 +51,20 @@ func main() {
 
 // config is what the flags say.
 type config struct {
-	streams     int
-	rate        float64
-	tokens      int
-	ramp        time.Duration
-	prefill     time.Duration
-	perUser     int
-	modelSlots  int
-	databaseURL string
-	jsonOut     bool
-	timeout     time.Duration
-	cpuProfile  string
-	trace       string
+	streams      int
+	rate         float64
+	tokens       int
+	ramp         time.Duration
+	prefill      time.Duration
+	perUser      int
+	modelSlots   int
+	databaseURL  string
+	jsonOut      bool
+	timeout      time.Duration
+	cpuProfile   string
+	trace        string
+	upstreamAddr string
+	peer         peerConfig
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -75,6 +83,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the Luna phase (this whole process: client, Luna, upstream) to this file")
 	fs.StringVar(&c.trace, "trace", "", "write an execution trace of the Luna phase to this file (large: use a small -rate or -n)")
+	fs.StringVar(&c.upstreamAddr, "upstream-addr", "127.0.0.1:0", "where the fake upstream listens; give a fixed address to point a peer proxy at http://ADDR/v1")
+	fs.StringVar(&c.peer.url, "peer-url", "", "also stream through this OpenAI-compatible proxy (its base URL, e.g. http://127.0.0.1:4000/v1), set up to forward to the fake upstream at -upstream-addr")
+	fs.StringVar(&c.peer.model, "peer-model", "", "the model field to send the peer (default: the upstream's, "+upstreamModel+")")
+	c.peer.headers = headerFlag{}
+	fs.Var(headerFlag(c.peer.headers), "peer-header", "a header to send the peer, \"Name: value\" (repeatable), e.g. an API key")
+	fs.IntVar(&c.peer.pid, "peer-pid", 0, "the peer's process id, to measure its CPU and memory (with its descendants); without it, its CPU is the whole machine's but lunabench's")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: lunabench [flags]\n\nStreams N replies from a fake upstream directly and through Luna, and compares.\n\n")
 		fs.PrintDefaults()
@@ -89,6 +103,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-n, -tokens and -per-user must be at least 1")
 	case c.rate <= 0:
 		return c, errors.New("-rate must be positive")
+	case c.peer.url == "" && (c.peer.model != "" || len(c.peer.headers) > 0 || c.peer.pid != 0):
+		return c, errors.New("-peer-model, -peer-header and -peer-pid need -peer-url")
+	case c.peer.url != "" && strings.HasSuffix(c.upstreamAddr, ":0"):
+		return c, errors.New("-peer-url needs -upstream-addr: a fixed address that the peer forwards to")
 	}
 	if c.modelSlots <= 0 {
 		c.modelSlots = c.streams
@@ -121,10 +139,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reply := newReplyText(cfg.tokens)
 	up := newUpstream(reply, cfg.rate, cfg.prefill)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cfg.upstreamAddr)
 	if err != nil {
-		return err
+		return fmt.Errorf("upstream: %w", err)
 	}
+	rep.Upstream, rep.PeerURL = baseURL(ln), cfg.peer.url
+	progress("fake upstream at %s (model %q)", baseURL(ln), upstreamModel)
 	upstreamServer := up.server()
 	go upstreamServer.Serve(ln) //nolint:errcheck // ends with Close
 	defer upstreamServer.Close()
@@ -149,10 +169,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	progress("direct: %d streams of %d tokens at %g tokens/s, sends spread over %s", cfg.streams, cfg.tokens, cfg.rate, cfg.ramp)
 	direct := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
-	directRun := runPhase(ctx, cfg.streams, cfg.ramp, &reply, direct.stream)
+	directRun := runPhase(ctx, cfg.streams, cfg.ramp, &reply, direct.stream, nil)
 	direct.http.CloseIdleConnections()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	progress("relay (floor): %d streams", cfg.streams)
+	relayRun, err := measureRelay(ctx, cfg, baseURL(ln), &reply)
+	if err != nil {
+		return err
+	}
+	var peerRun *phaseRun
+	if cfg.peer.url != "" {
+		progress("peer %s: %d streams", cfg.peer.url, cfg.streams)
+		run, err := measurePeer(ctx, cfg, &reply)
+		if err != nil {
+			return err
+		}
+		peerRun = &run
 	}
 
 	dbURL := ""
@@ -168,8 +202,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep.Direct = summarize(directRun, cfg.tokens)
+	rep.Relay = summarize(relayRun, cfg.tokens)
 	rep.Luna = summarize(lunaRun, cfg.tokens)
 	rep.Added = difference(rep.Luna, rep.Direct)
+	rep.RelayAdded = difference(rep.Relay, rep.Direct)
+	rep.LunaOverRelay = ratiosOf(rep.Added, rep.RelayAdded)
+	if peerRun != nil {
+		p := summarize(*peerRun, cfg.tokens)
+		a, cpuFrom, memKnown := peerAdded(*peerRun, p, rep.Direct)
+		over := ratiosOf(a, rep.RelayAdded)
+		if !memKnown {
+			over.RSSPerStream = nil
+		}
+		over.HeapPerStream = nil
+		rep.Peer, rep.PeerAdded, rep.PeerOverRelay = &p, &a, &over
+		rep.PeerCPUFrom, rep.PeerMemoryKnown = cpuFrom, memKnown
+	}
 	rep.DB, rep.LunaWarnings = db, warnings
 	if db.ServerCPUSeconds != nil {
 		// The PostgreSQL server is not one of the "other processes".
@@ -182,6 +230,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = rep.writeText(stdout)
 	}
 	return errors.Join(err, rep.failure())
+}
+
+// measureRelay streams through the minimal relay in front of the upstream.
+func measureRelay(ctx context.Context, cfg config, upstreamURL string, reply *replyText) (phaseRun, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return phaseRun{}, err
+	}
+	rl := &relay{upstream: upstreamURL, client: newHTTPClient(cfg.streams)}
+	srv := rl.server()
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
+	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, nil)
+	client.http.CloseIdleConnections()
+	srv.Close()
+	rl.client.CloseIdleConnections()
+	return run, ctx.Err()
+}
+
+// measurePeer streams through the peer proxy, measuring its process when
+// -peer-pid names it.
+func measurePeer(ctx context.Context, cfg config, reply *replyText) (phaseRun, error) {
+	var ext *procTree
+	if cfg.peer.pid > 0 {
+		ext = &procTree{root: cfg.peer.pid}
+		if _, _, ok := ext.sample(); !ok {
+			return phaseRun{}, fmt.Errorf("-peer-pid %d: no such process readable in /proc", cfg.peer.pid)
+		}
+	}
+	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: strings.TrimRight(cfg.peer.url, "/"), tokens: cfg.tokens,
+		model: cfg.peer.model, headers: cfg.peer.headers, optionalUsage: true}
+	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, ext)
+	client.http.CloseIdleConnections()
+	return run, ctx.Err()
 }
 
 // measureLuna starts Luna, signs up its users and creates the
@@ -230,7 +312,7 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 		return run, db, 0, err
 	}
 	commits0, pool0 := luna.app.DB().Transactions(), luna.app.DB().Stats()
-	run = runPhase(ctx, cfg.streams, cfg.ramp, reply, lc.stream)
+	run = runPhase(ctx, cfg.streams, cfg.ramp, reply, lc.stream, nil)
 	commits, pool1 := luna.app.DB().Transactions()-commits0, luna.app.DB().Stats()
 	if err := stopProfiles(); err != nil {
 		return run, db, 0, err

@@ -6,7 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,7 +31,7 @@ func TestRun(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("decode report: %v\n%s", err, out.String())
 	}
-	for name, p := range map[string]phaseReport{"direct": rep.Direct, "luna": rep.Luna} {
+	for name, p := range map[string]phaseReport{"direct": rep.Direct, "relay": rep.Relay, "luna": rep.Luna} {
 		if p.Failed != 0 || p.TokensDelivered != 24 || p.TokensExpected != 24 {
 			t.Errorf("%s: failed %d, tokens %d/%d, errors %v; want 0, 24/24", name, p.Failed, p.TokensDelivered, p.TokensExpected, p.Errors)
 		}
@@ -33,11 +41,150 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: ttft p50 %v ms, want > 0", name, p.TTFTP50Ms)
 		}
 	}
+	if rep.Peer != nil || rep.PeerAdded != nil {
+		t.Errorf("a peer phase without -peer-url: %+v", rep.Peer)
+	}
 	// A send and a completion per reply at least.
 	if got, want := rep.DB.Commits, int64(8); got < want {
 		t.Errorf("commits = %d, want at least %d", got, want)
 	}
 }
+
+// TestRunWithPeer measures a peer proxy in the same run: here a
+// reverse proxy that wants a key header and its own model name, in front
+// of the fake upstream at a fixed address. Every token must arrive through
+// it too, and its CPU and memory are read from its process (-peer-pid: this
+// test's own process, which holds it).
+func TestRunWithPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstreamAddr := ln.Addr().String()
+	ln.Close() // lunabench's upstream listens here
+	target, _ := url.Parse("http://" + upstreamAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1 // flush every write, as streaming proxies do
+	var refused atomic.Int64
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req struct {
+			Model string `json:"model"`
+		}
+		if r.Header.Get("X-Peer-Key") != "secret" || json.Unmarshal(body, &req) != nil || req.Model != "peer-model" {
+			refused.Add(1)
+			http.Error(w, `{"error":"refused"}`, http.StatusUnauthorized)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		proxy.ServeHTTP(w, r)
+	}))
+	defer peer.Close()
+
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"-n", "4", "-per-user", "2", "-tokens", "6", "-rate", "200", "-json",
+		"-upstream-addr", upstreamAddr, "-peer-url", peer.URL + "/v1", "-peer-model", "peer-model",
+		"-peer-header", "X-Peer-Key: secret", "-peer-pid", strconv.Itoa(os.Getpid())}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("decode report: %v\n%s", err, out.String())
+	}
+	if rep.Peer == nil || rep.PeerAdded == nil || rep.PeerOverRelay == nil {
+		t.Fatalf("no peer phase in the report:\n%s", out.String())
+	}
+	if p := rep.Peer; p.Failed != 0 || p.TokensDelivered != 24 {
+		t.Errorf("peer: failed %d, tokens %d/%d, errors %v; want 0, 24/24", p.Failed, p.TokensDelivered, p.TokensExpected, p.Errors)
+	}
+	if n := refused.Load(); n != 0 {
+		t.Errorf("the peer refused %d requests: header or model not sent", n)
+	}
+	if rep.PeerURL != peer.URL+"/v1" || rep.Upstream != "http://"+upstreamAddr+"/v1" {
+		t.Errorf("peer URL %q, upstream %q", rep.PeerURL, rep.Upstream)
+	}
+	if rep.PeerCPUFrom != "process" || !rep.PeerMemoryKnown || rep.PeerAdded.CPUPer1K <= 0 {
+		t.Errorf("peer CPU from %q (%.4f s per 1,000 tokens), memory known %v; want its process's", rep.PeerCPUFrom, rep.PeerAdded.CPUPer1K, rep.PeerMemoryKnown)
+	}
+	var text bytes.Buffer
+	if err := rep.writeText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if testing.Verbose() {
+		t.Logf("\n%s", text.String())
+	}
+	for _, want := range []string{"relay (floor)", "peer ÷ relay", "Luna ÷ relay", "peer: CPU and RSS of its process"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+func TestParsePeerFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-peer-url", "http://127.0.0.1:4000/v1"}, "-upstream-addr"},
+		{[]string{"-peer-model", "m"}, "need -peer-url"},
+		{[]string{"-upstream-addr", "127.0.0.1:18080", "-peer-url", "http://p/v1", "-peer-header", "no colon"}, "Name: value"},
+	} {
+		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("parseFlags(%q) = %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	cfg, err := parseFlags([]string{"-upstream-addr", "127.0.0.1:18080", "-peer-url", "http://p/v1",
+		"-peer-header", "Authorization: Bearer k", "-peer-header", "X-Other:  v "}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.peer.headers; got["Authorization"] != "Bearer k" || got["X-Other"] != "v" || len(got) != 2 {
+		t.Errorf("headers = %v", got)
+	}
+}
+
+// TestRelay checks the relay's framing: every byte of the upstream's
+// stream arrives, one flush per event, long lines included.
+func TestRelay(t *testing.T) {
+	long := strings.Repeat("x", 10_000) // longer than the relay's buffer
+	events := []string{"data: {\"a\":1}\n\n", "data: " + long + "\n\n", ": comment\r\n\r\n", "data: [DONE]\n\n"}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer k" || r.URL.Path != "/v1/chat/completions" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, ev := range events {
+			io.WriteString(w, ev) //nolint:errcheck // test server
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer upstream.Close()
+	rl := &relay{upstream: upstream.URL + "/v1", client: upstream.Client()}
+	rec := &flushRecorder{ResponseRecorder: httptest.NewRecorder()}
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer k")
+	rl.chatCompletions(rec, req)
+	if got, want := rec.Body.String(), strings.Join(events, ""); got != want {
+		t.Errorf("relayed %d bytes, want %d", len(got), len(want))
+	}
+	if got, want := rec.Header().Get("Content-Type"), "text/event-stream"; got != want {
+		t.Errorf("Content-Type = %q, want %q", got, want)
+	}
+	// One flush per event, and one at the end of the stream.
+	if got, want := rec.flushes, len(events)+1; got != want {
+		t.Errorf("%d flushes, want %d", got, want)
+	}
+}
+
+// flushRecorder counts flushes.
+type flushRecorder struct {
+	*httptest.ResponseRecorder
+	flushes int
+}
+
+func (f *flushRecorder) Flush() { f.flushes++; f.ResponseRecorder.Flush() }
 
 func TestParseFlagsDefaultRamp(t *testing.T) {
 	cfg, err := parseFlags([]string{"-tokens", "200", "-rate", "20"}, io.Discard)

@@ -29,15 +29,26 @@ type phaseRun struct {
 	base    memSample     // before the phase
 	busy    memSample     // once every stream was flowing
 	active  float64       // streams open when busy was taken
+	// Another process's share (a peer proxy measured by -peer-pid): its
+	// CPU over wall, and its resident memory before and at the sample.
+	ext              bool
+	extCPU           time.Duration
+	extBase, extBusy uint64
 }
 
 // runPhase starts n streams, stream i at i×ramp/n, and waits for all of
 // them. Once every stream has been started and has received its first
 // token (or ended), it takes a memory sample: the live heap after a
 // collection, so that garbage does not count, and the resident set once
-// the runtime has given its free pages back.
-func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, fn streamFunc) phaseRun {
+// the runtime has given its free pages back. ext, when not nil, is another
+// process measured alongside (its CPU and resident memory).
+func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, fn streamFunc, ext *procTree) phaseRun {
 	run := phaseRun{records: make([]*streamRecord, n), errs: make([]error, n)}
+	var extCPU0 time.Duration
+	if ext != nil {
+		extCPU0, run.extBase, run.ext = ext.sample()
+	}
+	measureExt := run.ext // read by the sampler below
 	var active, flowing atomic.Int64
 	allFlowing := make(chan struct{})
 	markFlowing := func() {
@@ -61,6 +72,9 @@ func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, 
 		before := active.Load()
 		debug.FreeOSMemory()
 		run.busy = readMem()
+		if measureExt {
+			_, run.extBusy, _ = ext.sample()
+		}
 		run.active = float64(before+active.Load()) / 2
 	}()
 
@@ -87,7 +101,13 @@ func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, 
 	if machine0 > 0 {
 		run.machine = machineCPU() - machine0
 	}
+	var extCPU1 time.Duration
+	extOK := measureExt
+	if extOK {
+		extCPU1, _, extOK = ext.sample()
+	}
 	<-sampled
+	run.ext, run.extCPU = extOK, extCPU1-extCPU0
 	return run
 }
 

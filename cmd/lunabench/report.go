@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -23,9 +24,26 @@ type report struct {
 	Database        string  `json:"database"` // "sqlite" or "postgres"
 	Machine         machine `json:"machine"`
 
-	Direct phaseReport `json:"direct"`
-	Luna   phaseReport `json:"luna"`
-	Added  added       `json:"added"` // Luna minus direct
+	Upstream string `json:"upstream"`          // the fake upstream's base URL
+	PeerURL  string `json:"peerUrl,omitempty"` // the peer proxy's base URL (-peer-url)
+
+	Direct phaseReport  `json:"direct"`
+	Relay  phaseReport  `json:"relay"` // through the minimal relay: the floor
+	Luna   phaseReport  `json:"luna"`
+	Peer   *phaseReport `json:"peer,omitempty"`
+
+	Added      added  `json:"added"`      // Luna minus direct
+	RelayAdded added  `json:"relayAdded"` // the relay minus direct
+	PeerAdded  *added `json:"peerAdded,omitempty"`
+	// PeerCPUFrom says where the peer's CPU comes from: "process" (the
+	// -peer-pid process and its descendants) or "machine" (every process
+	// but lunabench: on a shared machine, an upper bound). The peer's
+	// memory is known with -peer-pid only (PeerMemoryKnown).
+	PeerCPUFrom     string `json:"peerCpuFrom,omitempty"`
+	PeerMemoryKnown bool   `json:"peerMemoryKnown,omitempty"`
+	// LunaOverRelay is Luna's added figures divided by the relay's.
+	LunaOverRelay ratios  `json:"lunaOverRelay"`
+	PeerOverRelay *ratios `json:"peerOverRelay,omitempty"`
 
 	DB dbReport `json:"db"`
 	// LunaWarnings counts the warnings and errors Luna logged.
@@ -80,6 +98,62 @@ type added struct {
 	HeapPerStream float64 `json:"heapBytesPerStream"`
 	RSSPerStream  float64 `json:"rssBytesPerStream"`
 	GoroutinesPer float64 `json:"goroutinesPerStream"`
+}
+
+// ratios is one proxy's added figures divided by the relay's: how many
+// times the floor it costs. A ratio is null when the relay's figure is too
+// close to zero to divide by (or the proxy's is unknown).
+type ratios struct {
+	TTFTP50       *float64 `json:"ttftP50"`
+	TTFTP99       *float64 `json:"ttftP99"`
+	GapP50        *float64 `json:"interTokenP50"`
+	GapP99        *float64 `json:"interTokenP99"`
+	CPUPer1K      *float64 `json:"cpuSecondsPer1kTokens"`
+	HeapPerStream *float64 `json:"heapBytesPerStream"`
+	RSSPerStream  *float64 `json:"rssBytesPerStream"`
+}
+
+// ratio is a / b, or nil when b is below min, or a is negative (the
+// proxy measured faster than direct: noise) or unknown (NaN).
+func ratio(a, b, min float64) *float64 {
+	if b < min || a < 0 || math.IsNaN(a) {
+		return nil
+	}
+	r := a / b
+	return &r
+}
+
+func ratiosOf(a, floor added) ratios {
+	return ratios{
+		TTFTP50: ratio(a.TTFTP50Ms, floor.TTFTP50Ms, 0.05), TTFTP99: ratio(a.TTFTP99Ms, floor.TTFTP99Ms, 0.05),
+		GapP50: ratio(a.GapP50Ms, floor.GapP50Ms, 0.05), GapP99: ratio(a.GapP99Ms, floor.GapP99Ms, 0.05),
+		CPUPer1K:      ratio(a.CPUPer1K, floor.CPUPer1K, 0.0005),
+		HeapPerStream: ratio(a.HeapPerStream, floor.HeapPerStream, 1024),
+		RSSPerStream:  ratio(a.RSSPerStream, floor.RSSPerStream, 1024),
+	}
+}
+
+// peerAdded is what the peer adds to direct: latencies from its phase,
+// CPU and memory of its own process (-peer-pid) or, for the CPU, of the
+// whole machine but lunabench.
+func peerAdded(run phaseRun, peer, direct phaseReport) (a added, cpuFrom string, memKnown bool) {
+	a = difference(peer, direct)
+	a.HeapPerStream, a.GoroutinesPer = 0, 0 // not a part of this process
+	a.RSSPerStream = 0
+	cpu := max(run.machine-run.cpu, 0)
+	cpuFrom = "machine"
+	if run.ext {
+		cpu, cpuFrom = run.extCPU, "process"
+		if run.active > 0 {
+			a.RSSPerStream = (float64(run.extBusy) - float64(run.extBase)) / run.active
+			memKnown = true
+		}
+	}
+	a.CPUPer1K = 0
+	if peer.TokensDelivered > 0 {
+		a.CPUPer1K = cpu.Seconds() / float64(peer.TokensDelivered) * 1000
+	}
+	return a, cpuFrom, memKnown
 }
 
 // dbReport is Luna's database work during the Luna phase.
@@ -152,12 +226,20 @@ func difference(luna, direct phaseReport) added {
 var errStreamsFailed = errors.New("streams failed")
 
 func (r *report) failure() error {
-	if r.Direct.Failed == 0 && r.Luna.Failed == 0 && r.Direct.TokensDelivered == r.Direct.TokensExpected &&
-		r.Luna.TokensDelivered == r.Luna.TokensExpected {
+	phases := []struct {
+		name string
+		p    *phaseReport
+	}{{"direct", &r.Direct}, {"relay", &r.Relay}, {"through Luna", &r.Luna}, {"peer", r.Peer}}
+	var bad []string
+	for _, ph := range phases {
+		if ph.p != nil && (ph.p.Failed > 0 || ph.p.TokensDelivered != ph.p.TokensExpected) {
+			bad = append(bad, fmt.Sprintf("%s: %d failed streams, %d/%d tokens", ph.name, ph.p.Failed, ph.p.TokensDelivered, ph.p.TokensExpected))
+		}
+	}
+	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: direct %d, through Luna %d; tokens delivered %d/%d direct, %d/%d through Luna", errStreamsFailed,
-		r.Direct.Failed, r.Luna.Failed, r.Direct.TokensDelivered, r.Direct.TokensExpected, r.Luna.TokensDelivered, r.Luna.TokensExpected)
+	return fmt.Errorf("%w: %s", errStreamsFailed, strings.Join(bad, "; "))
 }
 
 func (r *report) writeJSON(w io.Writer) error {
@@ -177,29 +259,88 @@ func (r *report) writeText(w io.Writer) error {
 	fmt.Fprintf(&b, "Luna:      %d conversations per user, --max-requests-per-model %d, other settings default\n", r.PerUser, r.ModelSlots)
 	fmt.Fprintf(&b, "machine:   %d CPUs %s, %s %s, load average before: %s\n\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.OS, r.Machine.LoadAvg)
-	row := func(name, direct, luna, add string) {
-		fmt.Fprintf(&b, "%-34s %14s %14s %14s\n", name, direct, luna, add)
+	fmt.Fprintf(&b, "upstream:  %s", r.Upstream)
+	if r.PeerURL != "" {
+		fmt.Fprintf(&b, "; peer: %s", r.PeerURL)
 	}
-	d, l, a := r.Direct, r.Luna, r.Added
-	row("", "direct", "through Luna", "added")
-	row("time to first token p50", fmtMs(d.TTFTP50Ms), fmtMs(l.TTFTP50Ms), plus(a.TTFTP50Ms, fmtMs))
-	row("time to first token p99", fmtMs(d.TTFTP99Ms), fmtMs(l.TTFTP99Ms), plus(a.TTFTP99Ms, fmtMs))
-	row("inter-token gap p50", fmtMs(d.GapP50Ms), fmtMs(l.GapP50Ms), plus(a.GapP50Ms, fmtMs))
-	row("inter-token gap p99", fmtMs(d.GapP99Ms), fmtMs(l.GapP99Ms), plus(a.GapP99Ms, fmtMs))
-	row("inter-token gap max", fmtMs(d.GapMaxMs), fmtMs(l.GapMaxMs), "")
-	row("last token to end p50", fmtMs(d.TailP50Ms), fmtMs(l.TailP50Ms), plus(l.TailP50Ms-d.TailP50Ms, fmtMs))
-	row("last token to end p99", fmtMs(d.TailP99Ms), fmtMs(l.TailP99Ms), plus(l.TailP99Ms-d.TailP99Ms, fmtMs))
-	row("CPU seconds per 1,000 tokens", fmt.Sprintf("%.4f", d.CPUPer1K), fmt.Sprintf("%.4f", l.CPUPer1K), plus(a.CPUPer1K, func(v float64) string { return fmt.Sprintf("%.4f", v) }))
-	row("live heap per active stream", fmtBytes(d.HeapPerStream), fmtBytes(l.HeapPerStream), plus(a.HeapPerStream, fmtBytes))
-	row("RSS per active stream", fmtBytes(d.RSSPerStream), fmtBytes(l.RSSPerStream), plus(a.RSSPerStream, fmtBytes))
-	row("goroutines per active stream", fmt.Sprintf("%.1f", d.GoroutinesPer), fmt.Sprintf("%.1f", l.GoroutinesPer), plus(a.GoroutinesPer, func(v float64) string { return fmt.Sprintf("%.1f", v) }))
-	row("active streams when sampled", fmt.Sprintf("%.0f", d.ActiveAtSample), fmt.Sprintf("%.0f", l.ActiveAtSample), "")
-	row("text events per token", fmtRatio(d.TextEvents, d.TokensDelivered), fmtRatio(l.TextEvents, l.TokensDelivered), "")
-	row("tokens delivered / expected", fmt.Sprintf("%d/%d", d.TokensDelivered, d.TokensExpected),
-		fmt.Sprintf("%d/%d", l.TokensDelivered, l.TokensExpected), "")
-	row("failed streams", fmt.Sprint(d.Failed), fmt.Sprint(l.Failed), "")
-	row("wall time", fmt.Sprintf("%.1f s", d.WallSeconds), fmt.Sprintf("%.1f s", l.WallSeconds), "")
-	row("other processes' CPU (cores)", fmt.Sprintf("%.2f", d.OtherCores), fmt.Sprintf("%.2f", l.OtherCores), "")
+	b.WriteString("\n\n")
+	// The figures of each phase.
+	phases := []phaseReport{r.Direct, r.Relay, r.Luna}
+	names := []string{"direct", "relay (floor)", "through Luna"}
+	if r.Peer != nil {
+		phases, names = append(phases, *r.Peer), append(names, "peer")
+	}
+	row := func(name string, cells ...string) {
+		fmt.Fprintf(&b, "%-40s", name)
+		for _, c := range cells {
+			fmt.Fprintf(&b, " %14s", c)
+		}
+		b.WriteString("\n")
+	}
+	each := func(name string, f func(p phaseReport) string) {
+		cells := make([]string, len(phases))
+		for i, p := range phases {
+			cells[i] = f(p)
+		}
+		row(name, cells...)
+	}
+	b.WriteString("Each phase as its clients see it; CPU and memory are this process's (client, upstream, relay and Luna run in it, a peer apart):\n")
+	row("", names...)
+	each("time to first token p50", func(p phaseReport) string { return fmtMs(p.TTFTP50Ms) })
+	each("time to first token p99", func(p phaseReport) string { return fmtMs(p.TTFTP99Ms) })
+	each("inter-token gap p50", func(p phaseReport) string { return fmtMs(p.GapP50Ms) })
+	each("inter-token gap p99", func(p phaseReport) string { return fmtMs(p.GapP99Ms) })
+	each("inter-token gap max", func(p phaseReport) string { return fmtMs(p.GapMaxMs) })
+	each("last token to end p50", func(p phaseReport) string { return fmtMs(p.TailP50Ms) })
+	each("last token to end p99", func(p phaseReport) string { return fmtMs(p.TailP99Ms) })
+	each("CPU s per 1,000 tokens (this process)", func(p phaseReport) string { return fmt.Sprintf("%.4f", p.CPUPer1K) })
+	each("live heap per active stream", func(p phaseReport) string { return fmtBytes(p.HeapPerStream) })
+	each("RSS per active stream", func(p phaseReport) string { return fmtBytes(p.RSSPerStream) })
+	each("goroutines per active stream", func(p phaseReport) string { return fmt.Sprintf("%.1f", p.GoroutinesPer) })
+	each("active streams when sampled", func(p phaseReport) string { return fmt.Sprintf("%.0f", p.ActiveAtSample) })
+	each("text events per token", func(p phaseReport) string { return fmtRatio(p.TextEvents, p.TokensDelivered) })
+	each("tokens delivered / expected", func(p phaseReport) string { return fmt.Sprintf("%d/%d", p.TokensDelivered, p.TokensExpected) })
+	each("failed streams", func(p phaseReport) string { return fmt.Sprint(p.Failed) })
+	each("wall time", func(p phaseReport) string { return fmt.Sprintf("%.1f s", p.WallSeconds) })
+	each("other processes' CPU (cores)", func(p phaseReport) string { return fmt.Sprintf("%.2f", p.OtherCores) })
+
+	// What each proxy adds to direct, and how many times the floor.
+	fmt.Fprintf(&b, "\nAdded to direct (the proxy's own cost), and as a multiple of the relay's:\n")
+	cols := []string{"relay (floor)", "through Luna", "Luna ÷ relay"}
+	if r.PeerAdded != nil {
+		cols = append(cols, "peer", "peer ÷ relay")
+	}
+	row("", cols...)
+	cpu := func(v float64) string { return fmt.Sprintf("%.4f", v) }
+	goroutines := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	addedRow := func(name string, get func(added) float64, format func(float64) string, rat func(ratios) *float64, peerKnown bool) {
+		cells := []string{plus(get(r.RelayAdded), format), plus(get(r.Added), format), fmtTimes(rat(r.LunaOverRelay))}
+		if r.PeerAdded != nil {
+			if peerKnown {
+				cells = append(cells, plus(get(*r.PeerAdded), format), fmtTimes(rat(*r.PeerOverRelay)))
+			} else {
+				cells = append(cells, "n/a", "")
+			}
+		}
+		row(name, cells...)
+	}
+	none := func(ratios) *float64 { return nil }
+	addedRow("time to first token p50", func(a added) float64 { return a.TTFTP50Ms }, fmtMs, func(x ratios) *float64 { return x.TTFTP50 }, true)
+	addedRow("time to first token p99", func(a added) float64 { return a.TTFTP99Ms }, fmtMs, func(x ratios) *float64 { return x.TTFTP99 }, true)
+	addedRow("inter-token gap p50", func(a added) float64 { return a.GapP50Ms }, fmtMs, func(x ratios) *float64 { return x.GapP50 }, true)
+	addedRow("inter-token gap p99", func(a added) float64 { return a.GapP99Ms }, fmtMs, func(x ratios) *float64 { return x.GapP99 }, true)
+	addedRow("CPU seconds per 1,000 tokens", func(a added) float64 { return a.CPUPer1K }, cpu, func(x ratios) *float64 { return x.CPUPer1K }, true)
+	addedRow("live heap per active stream", func(a added) float64 { return a.HeapPerStream }, fmtBytes, func(x ratios) *float64 { return x.HeapPerStream }, false)
+	addedRow("RSS per active stream", func(a added) float64 { return a.RSSPerStream }, fmtBytes, func(x ratios) *float64 { return x.RSSPerStream }, r.PeerMemoryKnown)
+	addedRow("goroutines per active stream", func(a added) float64 { return a.GoroutinesPer }, goroutines, none, false)
+	if r.PeerAdded != nil {
+		switch r.PeerCPUFrom {
+		case "process":
+			fmt.Fprintf(&b, "peer: CPU and RSS of its process (-peer-pid) and descendants; latencies as its clients see them\n")
+		default:
+			fmt.Fprintf(&b, "peer: CPU of every process but lunabench (no -peer-pid: on a shared machine, an upper bound); memory unknown\n")
+		}
+	}
 	fmt.Fprintf(&b, "\nLuna's database during the Luna phase:\n")
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(&b, "  %-42s %s\n", label, fmt.Sprintf(format, args...))
@@ -216,13 +357,28 @@ func (r *report) writeText(w io.Writer) error {
 	for _, p := range []struct {
 		name string
 		errs []string
-	}{{"direct", d.Errors}, {"through Luna", l.Errors}} {
+	}{{"direct", r.Direct.Errors}, {"relay", r.Relay.Errors}, {"through Luna", r.Luna.Errors}, {"peer", peerErrors(r.Peer)}} {
 		for _, e := range p.errs {
 			fmt.Fprintf(&b, "error (%s): %s\n", p.name, e)
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func peerErrors(p *phaseReport) []string {
+	if p == nil {
+		return nil
+	}
+	return p.Errors
+}
+
+// fmtTimes formats a ratio as "2.3×", or "n/a".
+func fmtTimes(r *float64) string {
+	if r == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f×", *r)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
