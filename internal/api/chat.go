@@ -207,6 +207,8 @@ func (s *Server) handleMessageStream(w http.ResponseWriter, r *http.Request) {
 			return sw.event("delta", id, map[string]string{"text": ev.Text})
 		case chat.EventHeartbeat:
 			return sw.comment("heartbeat")
+		case chat.EventDeleted:
+			return sw.event("deleted", id, map[string]string{"messageId": messageID})
 		default:
 			m := ev.Message
 			done := streamDone{Status: m.Status, Usage: usageJSON{m.PromptTokens, m.CompletionTokens},
@@ -260,4 +262,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+func (s *Server) handleDeleteConversation(w http.ResponseWriter, r *http.Request) {
+	if err := s.chat.DeleteConversation(r.Context(), userFrom(r.Context()).ID, r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

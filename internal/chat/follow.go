@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -14,6 +15,7 @@ const (
 	EventDone      = "done"      // finished: complete or cancelled
 	EventError     = "error"     // failed or interrupted
 	EventHeartbeat = "heartbeat" // nothing new; keeps proxies from closing the stream
+	EventDeleted   = "deleted"   // the conversation was deleted while the stream was open (no final event was seen)
 )
 
 // StreamEvent is one event of a reply's live text.
@@ -67,9 +69,16 @@ func (s *Service) Follow(ctx context.Context, userID, messageID, lastEventID str
 	poll := time.NewTicker(2 * time.Second)
 	defer poll.Stop()
 
+	// A generation running here is kept once found: it holds the final
+	// message after it leaves the engine, so a listener here always gets
+	// the final event, even when the conversation is deleted right after.
+	var g *generation
 	for {
 		var changed <-chan struct{}
-		if g := s.engine.get(messageID); g != nil {
+		if g == nil {
+			g = s.engine.get(messageID)
+		}
+		if g != nil {
 			text, final, detached, ch := g.snapshot(offset)
 			if len(text) > 0 {
 				offset += len(text)
@@ -86,7 +95,11 @@ func (s *Service) Follow(ctx context.Context, userID, messageID, lastEventID str
 		}
 		if changed == nil {
 			// Generated elsewhere (or finished): read what is persisted.
-			if m, err = s.GetMessage(ctx, userID, messageID); err != nil {
+			if m, err = getMessage(ctx, s.db.DB, messageID); errors.Is(err, ErrMessageNotFound) {
+				// Its conversation was deleted (after the reply was
+				// stopped): say so, and end.
+				return send(StreamEvent{Kind: EventDeleted, Offset: offset})
+			} else if err != nil {
 				return err
 			}
 			if len(m.Content) > offset {

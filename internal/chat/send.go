@@ -111,7 +111,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		}
 		hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
 			UserID: req.UserID, Amount: model.Cost(int64(promptTokens + reply.MaxTokens)), TTL: s.cfg.ReservationTTL,
-			IdempotencyKey: "reply:" + reply.ID, Reference: "message:" + reply.ID,
+			IdempotencyKey: "reply:" + reply.ID, Reference: credits.MessageReference(conv.ID, reply.ID),
 		})
 		if err != nil {
 			return err

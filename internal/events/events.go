@@ -33,6 +33,7 @@ func NewEvent(eventType string, data any) Event {
 const (
 	ConversationCreated = "conversation.created"
 	ConversationUpdated = "conversation.updated"
+	ConversationDeleted = "conversation.deleted" // data: {"id": …}; final, later events for that id are stale
 	MessageCreated      = "message.created"
 	MessageUpdated      = "message.updated"
 	CreditsUpdated      = "credits.updated"
