@@ -20,14 +20,22 @@ func page(r *http.Request) (chat.Page, error) {
 			return p, err
 		}
 	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			return p, errorf(luna.CodeInvalidRequest, "limit must be a number between 1 and 100.")
-		}
-		p.Limit = n
+	var err error
+	p.Limit, err = limit(r)
+	return p, err
+}
+
+// limit reads the page size from the query string (0 when absent).
+func limit(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, nil
 	}
-	return p, nil
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 100 {
+		return 0, errorf(luna.CodeInvalidRequest, "limit must be a number between 1 and 100.")
+	}
+	return n, nil
 }
 
 func optionalCursor(next string) *string {

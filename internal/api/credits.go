@@ -9,12 +9,15 @@ import (
 // handleListCreditEntries is the user's usage history: their ledger
 // entries, newest first, in cursor pages.
 func (s *Server) handleListCreditEntries(w http.ResponseWriter, r *http.Request) {
-	p, err := page(r)
+	n, err := limit(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	list, next, err := s.ledger.ListEntries(r.Context(), userFrom(r.Context()).ID, credits.EntryPage{Limit: p.Limit, Cursor: p.Cursor})
+	// The cursor (a position in the ledger) is checked by ListEntries
+	// before its query.
+	list, next, err := s.ledger.ListEntries(r.Context(), userFrom(r.Context()).ID,
+		credits.EntryPage{Limit: n, Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

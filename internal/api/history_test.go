@@ -154,8 +154,9 @@ func TestUsageHistory(t *testing.T) {
 		for _, q := range []string{
 			"limit=0", "limit=101", "limit=-1", "limit=abc", "limit=1e3",
 			"cursor=" + url.QueryEscape("not a cursor"), "cursor=%25%25", "cursor=" + cursorOf("123|abc"),
-			"cursor=" + cursorOf("123|-5"), "cursor=" + cursorOf("123|0"), "cursor=" + cursorOf("x|5"),
-			"cursor=" + cursorOf("123|99999999999999999999999"), "cursor=" + cursorOf("|"),
+			"cursor=" + cursorOf("seq:-5"), "cursor=" + cursorOf("seq:0"), "cursor=" + cursorOf("seq:x5"), "cursor=" + cursorOf("5"),
+			"cursor=" + cursorOf("seq:99999999999999999999999"), "cursor=" + cursorOf("seq:5\x00"), "cursor=" + cursorOf("|"),
+			"cursor=" + cursorOf("1767225600123|019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a11"), // a conversation list's cursor
 		} {
 			r := s.do("GET", "/v1/credits/entries?"+q, token, nil)
 			if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_request" {

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"luna"
 	"luna/internal/events"
@@ -33,9 +31,6 @@ type ConversationDeletedJSON struct {
 // Streams of the conversation's reply end: the stopped reply's listeners
 // get its final event, on every instance; later listeners find nothing.
 func (s *Service) DeleteConversation(ctx context.Context, userID, id string) error {
-	if strings.ContainsRune(id, 0) || !utf8.ValidString(id) {
-		return ErrConversationNotFound // PostgreSQL text cannot even hold it
-	}
 	conv, err := s.GetConversation(ctx, userID, id)
 	if err != nil {
 		return err

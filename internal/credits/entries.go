@@ -82,16 +82,12 @@ func (l *Ledger) ListEntries(ctx context.Context, userID string, page EntryPage)
 		FROM credit_entries WHERE user_id = $1`
 	args := []any{userID}
 	if page.Cursor != "" {
-		c, err := cursor.Parse(page.Cursor)
+		before, err := cursor.ParseSeq(page.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		before, err := strconv.ParseInt(c.ID, 10, 64)
-		if err != nil || before <= 0 {
-			return nil, "", luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
-		}
 		query += ` AND id < $2`
-		args = append(args, before)
+		args = append(args, int64(before))
 	}
 	query += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit+1)
 	rows, err := l.db.QueryContext(ctx, query, args...)
@@ -115,8 +111,7 @@ func (l *Ledger) ListEntries(ctx context.Context, userID string, page EntryPage)
 	next := ""
 	if len(list) > limit {
 		list = list[:limit]
-		last := list[limit-1]
-		next = cursor.Cursor{At: store.NowMillis(last.CreatedAt), ID: strconv.FormatInt(last.ID, 10)}.String()
+		next = cursor.Seq(list[limit-1].ID).String()
 	}
 	return list, next, nil
 }

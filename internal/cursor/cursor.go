@@ -40,3 +40,30 @@ func Parse(s string) (Cursor, error) {
 	}
 	return Cursor{}, luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
 }
+
+// Seq is a position in a list ordered by an ever-growing number (the
+// credit ledger's entry ids): the next page starts below it.
+type Seq int64
+
+// seqPrefix keeps Seq cursors apart from time-and-id ones.
+const seqPrefix = "seq:"
+
+// String encodes the position for clients.
+func (s Seq) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(seqPrefix + strconv.FormatInt(int64(s), 10)))
+}
+
+// ParseSeq decodes a Seq cursor from a client; a malformed one is an
+// invalid_request error.
+func ParseSeq(s string) (Seq, error) {
+	if len(s) <= maxLength {
+		if raw, err := base64.RawURLEncoding.DecodeString(s); err == nil {
+			if digits, ok := strings.CutPrefix(string(raw), seqPrefix); ok {
+				if n, err := strconv.ParseInt(digits, 10, 64); err == nil && n > 0 {
+					return Seq(n), nil
+				}
+			}
+		}
+	}
+	return 0, luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
+}

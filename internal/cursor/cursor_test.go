@@ -27,3 +27,19 @@ func TestParseRefusesGarbage(t *testing.T) {
 		}
 	}
 }
+
+func TestSeq(t *testing.T) {
+	for _, n := range []cursor.Seq{1, 42, 1 << 62} {
+		if got, err := cursor.ParseSeq(n.String()); err != nil || got != n {
+			t.Errorf("ParseSeq(%d.String()) = %d, %v", n, got, err)
+		}
+	}
+	encode := func(raw string) string { return base64.RawURLEncoding.EncodeToString([]byte(raw)) }
+	time := cursor.Cursor{At: 1767225600123, ID: "019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a11"}.String()
+	for _, s := range []string{"", "garbage!", time, encode("seq:"), encode("seq:0"), encode("seq:-3"), encode("seq:1x"),
+		encode("seq:99999999999999999999"), encode("42"), encode("seq:" + strings.Repeat("1", 200))} {
+		if _, err := cursor.ParseSeq(s); luna.ErrorCode(err) != luna.CodeInvalidRequest {
+			t.Errorf("ParseSeq(%q) = %v, want invalid_request", s, err)
+		}
+	}
+}
