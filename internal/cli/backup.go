@@ -60,7 +60,17 @@ func runBackup(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "backed up %s to %s: %d bytes, schema version %d\n", src, to, size, version)
+	fmt.Fprintf(env.Stdout, "restore: with Luna stopped, copy it to DIR/luna.db and run luna serve --data-dir DIR\n")
+	if images := filepath.Join(filepath.Dir(src), "images"); isDir(images) {
+		fmt.Fprintf(env.Stdout, "the copy holds the database only: also copy %s and %s (local images)\n",
+			images, filepath.Join(filepath.Dir(src), "url-signing.key"))
+	}
 	return nil
+}
+
+func isDir(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.IsDir()
 }
 
 // sqlitePath is the SQLite file the flags name, as store.Open reads them;
