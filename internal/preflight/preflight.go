@@ -55,7 +55,9 @@ type Options struct {
 func Run(ctx context.Context, cfg app.Config, opts Options) []Result {
 	c := &checker{cfg: cfg, timeout: cmp.Or(opts.Timeout, 15*time.Second), client: opts.HTTPClient}
 	if c.client == nil {
-		c.client = &http.Client{}
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		defer transport.CloseIdleConnections()
+		c.client = &http.Client{Transport: transport}
 	}
 	if c.cfg.Getenv == nil {
 		c.cfg.Getenv = func(string) string { return "" }
