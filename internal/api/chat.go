@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -260,8 +262,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-sub.Lagged:
 			sw.event("resync", "", map[string]string{"reason": "too many events; reload your data"}) //nolint:errcheck // closing anyway
 			return
-		case ev := <-sub.C:
-			if sw.event(ev.Type, "", ev.Data) != nil {
+		case change := <-sub.C:
+			data, found, err := s.changed(ctx, userID, change)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.logger.ErrorContext(ctx, "read a change for /v1/events", "type", change.Type, "id", change.ID, "err", err)
+					sw.event("resync", "", map[string]string{"reason": "an event could not be read; reload your data"}) //nolint:errcheck // closing anyway
+				}
+				return
+			}
+			if found && sw.event(change.Type, "", data) != nil {
 				return
 			}
 		case <-heartbeat.C:
@@ -278,4 +288,46 @@ func (s *Server) handleDeleteConversation(w http.ResponseWriter, r *http.Request
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// changed reads the current state of what a change is about, as its
+// event's data: notifications carry ids only. found is false when it is
+// no longer there, or of a kind this instance does not know (nothing to
+// send).
+func (s *Server) changed(ctx context.Context, userID string, c events.Change) (data any, found bool, err error) {
+	data, err = s.readChange(ctx, userID, c)
+	switch {
+	case errors.Is(err, errUnknownChange):
+		s.logger.WarnContext(ctx, "skipped an event of an unknown type", "type", c.Type)
+		return nil, false, nil
+	case luna.ErrorCode(err) == luna.CodeNotFound:
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return data, true, nil
+}
+
+var errUnknownChange = errors.New("unknown event type")
+
+func (s *Server) readChange(ctx context.Context, userID string, c events.Change) (any, error) {
+	switch c.Type {
+	case events.ConversationCreated, events.ConversationUpdated:
+		conv, err := s.chat.GetConversation(ctx, userID, c.ID)
+		return chat.ConversationEvent(conv), err
+	case events.ConversationDeleted:
+		return chat.ConversationDeletedJSON{ID: c.ID}, nil // nothing left to read
+	case events.MessageCreated, events.MessageUpdated:
+		m, err := s.chat.GetMessage(ctx, userID, c.ID)
+		return chat.MessageEvent(m), err
+	case events.ImageUpdated:
+		j, err := s.images.Get(ctx, userID, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		return s.images.View(ctx, j)
+	case events.CreditsUpdated:
+		return s.ledger.Balance(ctx, userID)
+	}
+	return nil, errUnknownChange
 }

@@ -143,11 +143,7 @@ func (a *App) init(ctx context.Context) error {
 	// Grants, adjustments and expired holds change balances outside the
 	// chat and image flows: tell the user's clients.
 	a.ledger = credits.NewLedger(a.db, credits.WithChangeHook(func(ctx context.Context, userID string) {
-		c, err := credits.BalanceTx(ctx, a.db.DB, userID)
-		if err == nil {
-			err = a.bus.PublishUser(ctx, userID, events.NewEvent(events.CreditsUpdated, c))
-		}
-		if err != nil {
+		if err := a.bus.PublishUser(ctx, userID, events.CreditsUpdated, ""); err != nil {
 			logger.Warn("publish credits event", "err", err)
 		}
 	}))

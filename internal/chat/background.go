@@ -243,10 +243,8 @@ func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
 		if err := s.bus.PublishMessage(ctx, id); err != nil {
 			s.logger.Warn("publish message signal", "err", err)
 		}
-		s.publish(ctx, m.UserID, events.MessageUpdated, MessageEvent(m))
-		if conv, err := s.GetConversation(ctx, m.UserID, m.ConversationID); err == nil {
-			s.publish(ctx, m.UserID, events.ConversationUpdated, ConversationEvent(conv))
-		}
+		s.publish(ctx, m.UserID, events.MessageUpdated, m.ID)
+		s.publish(ctx, m.UserID, events.ConversationUpdated, m.ConversationID)
 		s.publishCredits(ctx, m.UserID)
 	}
 	return count, nil
@@ -396,9 +394,7 @@ func (e *engine) generateTitle(conv Conversation, g *generation, reply string) {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return // renamed meanwhile
 		}
-		if c, err := e.s.GetConversation(bg, conv.UserID, conv.ID); err == nil {
-			e.s.publish(bg, conv.UserID, events.ConversationUpdated, ConversationEvent(c))
-		}
+		e.s.publish(bg, conv.UserID, events.ConversationUpdated, conv.ID)
 	}()
 }
 

@@ -44,7 +44,7 @@ func (s *Service) CreateConversation(ctx context.Context, userID, modelID, title
 	if err != nil {
 		return Conversation{}, fmt.Errorf("insert conversation: %w", err)
 	}
-	s.publish(ctx, userID, events.ConversationCreated, ConversationEvent(c))
+	s.publish(ctx, userID, events.ConversationCreated, c.ID)
 	return c, nil
 }
 
@@ -133,7 +133,7 @@ func (s *Service) RenameConversation(ctx context.Context, userID, id, title stri
 	if err != nil {
 		return c, err
 	}
-	s.publish(ctx, userID, events.ConversationUpdated, ConversationEvent(c))
+	s.publish(ctx, userID, events.ConversationUpdated, c.ID)
 	return c, nil
 }
 

@@ -78,6 +78,6 @@ func (s *Service) DeleteConversation(ctx context.Context, userID, id string) err
 			s.logger.Warn("publish message signal", "err", err)
 		}
 	}
-	s.publish(ctx, userID, events.ConversationDeleted, ConversationDeletedJSON{ID: id})
+	s.publish(ctx, userID, events.ConversationDeleted, id)
 	return nil
 }

@@ -304,9 +304,9 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 	if err := e.s.bus.PublishMessage(ctx, final.ID); err != nil {
 		e.s.logger.Warn("publish message signal", "err", err)
 	}
-	e.s.publish(ctx, final.UserID, events.MessageUpdated, MessageEvent(final))
+	e.s.publish(ctx, final.UserID, events.MessageUpdated, final.ID)
 	if conv, err := e.s.GetConversation(ctx, final.UserID, final.ConversationID); err == nil {
-		e.s.publish(ctx, final.UserID, events.ConversationUpdated, ConversationEvent(conv))
+		e.s.publish(ctx, final.UserID, events.ConversationUpdated, conv.ID)
 		if final.Status == StatusComplete && conv.Title == "" {
 			e.generateTitle(conv, g, text)
 		}

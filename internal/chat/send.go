@@ -143,9 +143,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	}
 	s.engine.start(reply, model, append(history, userMsg))
 	conv.GeneratingMessageID, conv.UpdatedAt, conv.LastMessagePreview = reply.ID, now.UTC(), preview(content)
-	s.publish(ctx, req.UserID, events.MessageCreated, MessageEvent(userMsg))
-	s.publish(ctx, req.UserID, events.MessageCreated, MessageEvent(reply))
-	s.publish(ctx, req.UserID, events.ConversationUpdated, ConversationEvent(conv))
+	s.publish(ctx, req.UserID, events.MessageCreated, userMsg.ID)
+	s.publish(ctx, req.UserID, events.MessageCreated, reply.ID)
+	s.publish(ctx, req.UserID, events.ConversationUpdated, conv.ID)
 	s.publishCredits(ctx, req.UserID)
 	return userMsg, reply, nil
 }

@@ -86,20 +86,16 @@ func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, streamer 
 	return s
 }
 
-// publish sends a user event; failures are logged, not returned (events
-// are best effort; clients resync on reconnect).
-func (s *Service) publish(ctx context.Context, userID, eventType string, data any) {
-	if err := s.bus.PublishUser(context.WithoutCancel(ctx), userID, events.NewEvent(eventType, data)); err != nil {
+// publish tells the user's clients that the conversation or message id
+// changed (they read it from the database); failures are logged, not
+// returned (events are best effort; clients resync on reconnect).
+func (s *Service) publish(ctx context.Context, userID, eventType, id string) {
+	if err := s.bus.PublishUser(context.WithoutCancel(ctx), userID, eventType, id); err != nil {
 		s.logger.Warn("publish event", "type", eventType, "err", err)
 	}
 }
 
-// publishCredits sends the user's current credits.
+// publishCredits tells the user's clients that their credits changed.
 func (s *Service) publishCredits(ctx context.Context, userID string) {
-	c, err := s.ledger.Balance(context.WithoutCancel(ctx), userID)
-	if err != nil {
-		s.logger.Warn("read credits for event", "err", err)
-		return
-	}
-	s.publish(ctx, userID, events.CreditsUpdated, c)
+	s.publish(ctx, userID, events.CreditsUpdated, "")
 }

@@ -277,9 +277,7 @@ func (d *dbFlags) openServices(ctx context.Context) (svc *accounts.Service, ledg
 		// Running servers relay the new balance to the user's clients.
 		bus := events.NewPostgresPublisher(db.DB)
 		opts = append(opts, credits.WithChangeHook(func(ctx context.Context, userID string) {
-			if c, err := credits.BalanceTx(ctx, db.DB, userID); err == nil {
-				bus.PublishUser(ctx, userID, events.NewEvent(events.CreditsUpdated, c)) //nolint:errcheck // best effort
-			}
+			bus.PublishUser(ctx, userID, events.CreditsUpdated, "") //nolint:errcheck // best effort
 		}))
 	}
 	ledger = credits.NewLedger(db, opts...)

@@ -6,27 +6,23 @@
 // With SQLite there is one instance and delivery is in-process. With
 // PostgreSQL every publish is a NOTIFY on one channel and every instance
 // LISTENs, so a client sees the same events whichever instance it reaches.
+//
+// A notification carries ids only (what kind of change, whose, which
+// conversation, message or image), never content, so it stays small
+// whatever the prompt or title: the receiver reads the current state from
+// the database before it sends the event.
 package events
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 )
 
-// Event is one change for a user, sent as an SSE event named Type.
-type Event struct {
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
-}
-
-// NewEvent encodes data into an Event.
-func NewEvent(eventType string, data any) Event {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		raw = []byte("null")
-	}
-	return Event{Type: eventType, Data: raw}
+// Change is one change for a user: the SSE event type and the id of the
+// conversation, message or image it is about (empty for credits).
+type Change struct {
+	Type string `json:"t"`
+	ID   string `json:"i,omitempty"`
 }
 
 // Event types published by Luna.
@@ -40,14 +36,14 @@ const (
 	ImageUpdated        = "image.updated"
 )
 
-// UserSubscription receives one user's events. When the subscriber falls
-// too far behind, Lagged is closed and no more events are delivered: the
+// UserSubscription receives one user's changes. When the subscriber falls
+// too far behind, Lagged is closed and no more changes are delivered: the
 // client must reload what it shows.
 type UserSubscription struct {
-	C      <-chan Event
+	C      <-chan Change
 	Lagged <-chan struct{}
 
-	c      chan Event
+	c      chan Change
 	lagged chan struct{}
 	once   sync.Once
 	bus    *hub
@@ -86,7 +82,7 @@ func newHub() *hub {
 }
 
 func (h *hub) subscribeUser(userID string) *UserSubscription {
-	s := &UserSubscription{c: make(chan Event, userBuffer), lagged: make(chan struct{}), bus: h, userID: userID}
+	s := &UserSubscription{c: make(chan Change, userBuffer), lagged: make(chan struct{}), bus: h, userID: userID}
 	s.C, s.Lagged = s.c, s.lagged
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -106,7 +102,7 @@ func (h *hub) removeUser(s *UserSubscription) {
 	}
 }
 
-func (h *hub) deliverUser(userID string, ev Event) {
+func (h *hub) deliverUser(userID string, ev Change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.users[userID] {
@@ -164,10 +160,10 @@ type Bus struct {
 // that only other instances need can be skipped when it is false.
 func (b *Bus) Distributed() bool { return b.distributed }
 
-// notification is what travels between instances.
+// notification is what travels between instances: ids only.
 type notification struct {
 	UserID     string   `json:"u,omitempty"`
-	Event      *Event   `json:"e,omitempty"`
+	Change     *Change  `json:"c,omitempty"`
 	MessageIDs []string `json:"m,omitempty"`
 }
 
@@ -182,8 +178,8 @@ func NewLocal() *Bus {
 
 func (h *hub) dispatch(n notification) {
 	switch {
-	case n.Event != nil && n.UserID != "":
-		h.deliverUser(n.UserID, *n.Event)
+	case n.Change != nil && n.UserID != "":
+		h.deliverUser(n.UserID, *n.Change)
 	default:
 		for _, id := range n.MessageIDs {
 			h.deliverMessage(id)
@@ -191,11 +187,12 @@ func (h *hub) dispatch(n notification) {
 	}
 }
 
-// PublishUser sends ev to every subscriber of userID, on every instance.
+// PublishUser tells every subscriber of userID, on every instance, that
+// the thing with id changed (call it once the change is committed).
 // Errors are returned for logging; events are best effort (clients resync
 // on reconnect).
-func (b *Bus) PublishUser(ctx context.Context, userID string, ev Event) error {
-	return b.publish(ctx, notification{UserID: userID, Event: &ev})
+func (b *Bus) PublishUser(ctx context.Context, userID, eventType, id string) error {
+	return b.publish(ctx, notification{UserID: userID, Change: &Change{Type: eventType, ID: id}})
 }
 
 // PublishMessage signals that messageID changed.

@@ -44,13 +44,13 @@ func testBus(t *testing.T, publisher, subscriber *events.Bus) {
 	msg := subscriber.SubscribeMessage("m1")
 	defer msg.Close()
 
-	if err := publisher.PublishUser(ctx, "alice", events.NewEvent(events.CreditsUpdated, map[string]int{"balance": 5})); err != nil {
+	if err := publisher.PublishUser(ctx, "alice", events.ImageUpdated, "019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a11"); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case ev := <-alice.C:
-		if ev.Type != events.CreditsUpdated || string(ev.Data) != `{"balance":5}` {
-			t.Fatalf("event = %+v", ev)
+		if want := (events.Change{Type: events.ImageUpdated, ID: "019ad2c4-5c1e-7b3a-9f00-2d1c0b4e8a11"}); ev != want {
+			t.Fatalf("change = %+v, want %+v", ev, want)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("alice got no event")
@@ -82,7 +82,7 @@ func TestSlowSubscriberLags(t *testing.T) {
 	sub := bus.SubscribeUser("u")
 	defer sub.Close()
 	for i := range 1000 {
-		if err := bus.PublishUser(context.Background(), "u", events.NewEvent("x", i)); err != nil {
+		if err := bus.PublishUser(context.Background(), "u", events.MessageUpdated, fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}

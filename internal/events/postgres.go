@@ -48,8 +48,8 @@ func NewPostgresPublisher(db *sql.DB) *Bus {
 }
 
 func eventType(n notification) string {
-	if n.Event != nil {
-		return n.Event.Type
+	if n.Change != nil {
+		return n.Change.Type
 	}
 	return "message signals"
 }

@@ -267,19 +267,14 @@ func (s *Service) View(ctx context.Context, j Job) (JobJSON, error) {
 	return v, nil
 }
 
-// published tells the user's clients that a job changed, and their credits.
+// published tells the user's clients that a job changed, and their
+// credits (they read both from the database).
 func (s *Service) published(ctx context.Context, j Job) {
 	ctx = context.WithoutCancel(ctx)
-	v, err := s.View(ctx, j)
-	if err != nil {
-		s.logger.Warn("image event", "err", err)
-	}
-	if err := s.bus.PublishUser(ctx, j.UserID, events.NewEvent(events.ImageUpdated, v)); err != nil {
+	if err := s.bus.PublishUser(ctx, j.UserID, events.ImageUpdated, j.ID); err != nil {
 		s.logger.Warn("publish image event", "err", err)
 	}
-	if c, err := s.ledger.Balance(ctx, j.UserID); err == nil {
-		if err := s.bus.PublishUser(ctx, j.UserID, events.NewEvent(events.CreditsUpdated, c)); err != nil {
-			s.logger.Warn("publish credits event", "err", err)
-		}
+	if err := s.bus.PublishUser(ctx, j.UserID, events.CreditsUpdated, ""); err != nil {
+		s.logger.Warn("publish credits event", "err", err)
 	}
 }
