@@ -84,7 +84,7 @@ func TestHostileIDsAndCursors(t *testing.T) {
 			t.Fatalf("only %d routes with an id", idRoutes)
 		}
 
-		lists := []string{"/v1/conversations", "/v1/images", "/v1/conversations/" + s.newConversation(token) + "/messages"}
+		lists := []string{"/v1/conversations", "/v1/images", "/v1/credits/entries", "/v1/conversations/" + s.newConversation(token) + "/messages"}
 		for _, list := range lists {
 			for name, c := range hostileCursors() {
 				r := s.do("GET", list+"?limit=5&cursor="+c, token, nil)

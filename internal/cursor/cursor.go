@@ -21,12 +21,29 @@ func (c Cursor) String() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.At, 10) + "|" + c.ID))
 }
 
+// validID reports whether a cursor's id is one a list can have: a UUID,
+// or a number (ledger entries), so that nothing else reaches a query.
+func validID(id string) bool {
+	if luna.ValidID(id) {
+		return true
+	}
+	if id == "" || len(id) > 19 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // maxLength bounds a cursor: a time and a UUID take far less.
 const maxLength = 128
 
 // Parse decodes a cursor from a client; a malformed one (not base64, no
-// time, an id that is not a valid id) is an invalid_request error, so that
-// nothing but a time and a UUID reaches a query.
+// time, an id that is neither a UUID nor a number) is an invalid_request
+// error, so that nothing else reaches a query.
 func Parse(s string) (Cursor, error) {
 	if len(s) > maxLength {
 		return Cursor{}, luna.Errorf(luna.CodeInvalidRequest, "Invalid cursor.")
@@ -34,7 +51,7 @@ func Parse(s string) (Cursor, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err == nil {
 		at, id, ok := strings.Cut(string(raw), "|")
-		if n, perr := strconv.ParseInt(at, 10, 64); ok && perr == nil && luna.ValidID(id) {
+		if n, perr := strconv.ParseInt(at, 10, 64); ok && perr == nil && validID(id) {
 			return Cursor{At: n, ID: id}, nil
 		}
 	}
