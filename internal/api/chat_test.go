@@ -7,6 +7,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"luna/internal/app"
+	"luna/internal/llm"
 	"luna/internal/llm/llmtest"
 	"luna/internal/store"
 )
@@ -406,8 +409,11 @@ func TestChatStopChargesForWhatWasGenerated(t *testing.T) {
 		if c := s.credits(token); c["balance"] != float64(1000-charged) || c["reserved"] != 0.0 {
 			t.Fatalf("credits = %v", c)
 		}
-		if fake.Aborted() == 0 {
-			t.Fatal("the upstream request was not aborted")
+		// The fake notices the closed connection at its next write.
+		abortCtx, cancelAbort := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancelAbort()
+		if err := fake.WaitAborted(abortCtx, 1); err != nil {
+			t.Fatalf("the upstream request was not aborted: %v", err)
 		}
 		// Stopping again is harmless.
 		if r := s.do("POST", "/v1/messages/"+msgID+"/cancel", token, nil); r.status != http.StatusOK || r.json(t)["status"] != "cancelled" {
@@ -607,4 +613,133 @@ func TestChatTitleFallback(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("no title")
+}
+
+// TestChatCountsPromptTokens: prompts of digits, emoji and CJK, which real
+// tokenizers split into about one token per byte (a 3-bytes-per-token guess
+// sees a third of them), are measured with the model server's tokenizer
+// (vLLM's chat form, llama.cpp's content form) or, when it has none, bounded
+// by their bytes. So a message over a small model's context is refused
+// before anything is sent, a long conversation is trimmed to what fits in
+// one request, and the credit hold covers what the reply really costs.
+func TestChatCountsPromptTokens(t *testing.T) {
+	tokenizers := map[string]llmtest.Tokenizer{
+		"vLLM tokenizer": llmtest.TokenizerVLLM, "llama.cpp tokenizer": llmtest.TokenizerLlamaCpp, "no tokenizer": llmtest.TokenizerNone,
+	}
+	// Each text of n tokens (llmtest's tokenizer, like SentencePiece with
+	// byte fallback: one token per byte).
+	texts := map[string]func(n int) string{
+		"digits": func(n int) string { return strings.Repeat("7", n) },
+		"emoji":  func(n int) string { return strings.Repeat("🙂", n/4) },
+		"CJK":    func(n int) string { return strings.Repeat("語", n/3) },
+	}
+	const contextTokens, maxOutput = 2048, 64
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		for tname, tokenizer := range tokenizers {
+			t.Run(tname, func(t *testing.T) {
+				fake := llmtest.New(t)
+				fake.SetTokenizer(tokenizer)
+				fake.SetMaxModelLen(contextTokens)
+				reply := strings.Split(strings.Repeat("x", 62), "")
+				fake.SetDefault(llmtest.Script{Tokens: reply})
+				s := newChatServer(t, dialect, fake, func(c *app.Config) {
+					path := filepath.Join(t.TempDir(), "small.toml")
+					content := fmt.Sprintf(`[[model]]
+id = "test-model"
+name = "Small Model"
+base_url = %q
+served_model_name = "test/small"
+context_tokens = %d
+max_output_tokens = %d
+system_prompt = "You are a test model."
+credits_per_1k_tokens = 100
+first_token_timeout = "2s"
+`, fake.BaseURL(), contextTokens, maxOutput)
+					if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					c.ModelsFile = path
+					c.InitialCredits = 100_000
+				})
+				token := s.signup("a@example.com")
+				// requestsWith returns the chat requests whose question was content.
+				requestsWith := func(content string) []llmtest.RecordedRequest {
+					var out []llmtest.RecordedRequest
+					for _, r := range fake.Requests() {
+						if n := len(r.Messages); n > 0 && r.Messages[n-1].Content == content {
+							out = append(out, r)
+						}
+					}
+					return out
+				}
+				promptTokens := func(r llmtest.RecordedRequest) int {
+					msgs := make([]llm.Message, len(r.Messages))
+					for i, m := range r.Messages {
+						msgs[i] = llm.Message{Role: m.Role, Content: m.Content}
+					}
+					return llmtest.PromptTokens(msgs)
+				}
+				for kind, text := range texts {
+					t.Run(kind, func(t *testing.T) {
+						// 5,000 tokens on a 2,048-token model: refused, nothing sent.
+						huge := text(5000)
+						r := s.do("POST", "/v1/conversations/"+s.newConversation(token)+"/messages", token, map[string]string{"content": huge})
+						if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_request" {
+							t.Errorf("send of 5,000 tokens: %d %.300s, want 400 invalid_request", r.status, r.body)
+						}
+						if got := requestsWith(huge); len(got) != 0 {
+							t.Errorf("a prompt over the context was sent upstream %d times", len(got))
+						}
+
+						// 1,900 tokens: the hold covers prompt and reply, and the reply pays them.
+						long := text(1900)
+						msgID := s.send(token, s.newConversation(token), long)
+						m := s.waitFinal(token, msgID)
+						sent := requestsWith(long)
+						if m["status"] != "complete" || len(sent) != 1 {
+							t.Fatalf("reply = %v after %d upstream requests", m, len(sent))
+						}
+						real := promptTokens(sent[0]) + len(reply)
+						want := int64(math.Ceil(float64(real) * 100 / 1000))
+						if got := int64(m["creditsCharged"].(float64)); got != want {
+							t.Errorf("charged %d credits, want %d (%d real tokens)", got, want, real)
+						}
+						var held int64
+						if err := s.app.DB().QueryRowContext(t.Context(), `SELECT r.amount FROM credit_reservations r
+							JOIN messages m ON m.reservation_id = r.id WHERE m.id = $1`, msgID).Scan(&held); err != nil {
+							t.Fatal(err)
+						}
+						if held < want {
+							t.Errorf("held %d credits for a reply that costs %d", held, want)
+						}
+
+						// A conversation longer than the context: trimmed to what
+						// fits, in one request, keeping the newest messages.
+						conv := s.newConversation(token)
+						for i := range 3 {
+							s.waitFinal(token, s.send(token, conv, fmt.Sprint(i)+text(700)))
+						}
+						question := "3" + text(700)
+						if m := s.waitFinal(token, s.send(token, conv, question)); m["status"] != "complete" {
+							t.Fatalf("reply in a long conversation = %v", m)
+						}
+						sent = requestsWith(question)
+						if len(sent) != 1 {
+							t.Fatalf("%d upstream requests for one reply, want 1 (no context error)", len(sent))
+						}
+						if n := promptTokens(sent[0]); n+sent[0].MaxTokens > contextTokens {
+							t.Errorf("sent %d prompt + %d output tokens to a %d-token model", n, sent[0].MaxTokens, contextTokens)
+						}
+						if got := len(sent[0].Messages); got < 4 {
+							t.Errorf("sent %d messages, want the system prompt and at least the last exchange", got)
+						}
+						if got := len(sent[0].Messages); got >= 1+7 {
+							t.Errorf("sent all %d messages: nothing was trimmed", got)
+						}
+					})
+				}
+				wantAuditClean(t, s)
+			})
+		}
+	})
 }

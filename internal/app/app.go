@@ -150,7 +150,7 @@ func (a *App) init(ctx context.Context) error {
 	instanceID := newInstanceID()
 	var llmOptions []llm.Option
 	if cfg.Demo {
-		srv := inprocess.Start(http.StripPrefix("/v1", demo.NewHandler(demo.Options{Logger: logger})), logger)
+		srv := inprocess.Start(demo.NewServer(demo.Options{Logger: logger}), logger)
 		a.demos = append(a.demos, srv)
 		llmOptions = append(llmOptions, llm.WithLocalHost(demoModelHost, srv.Transport()))
 		if err := a.registerDemoModel(ctx); err != nil {

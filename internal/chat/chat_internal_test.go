@@ -1,9 +1,12 @@
 package chat
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"luna/internal/llm"
+	"luna/internal/llm/llmtest"
 	"luna/internal/models"
 )
 
@@ -36,7 +39,7 @@ func TestResumeOffset(t *testing.T) {
 }
 
 func TestBuildPromptKeepsNewestThatFit(t *testing.T) {
-	model := models.Model{ContextTokens: 200, MaxOutputTokens: 50, SystemPrompt: "Be brief."}
+	model := models.Model{ContextTokens: 400, MaxOutputTokens: 50, SystemPrompt: "Be brief."}
 	var msgs []Message
 	for i := range 10 {
 		role := "user"
@@ -45,27 +48,78 @@ func TestBuildPromptKeepsNewestThatFit(t *testing.T) {
 		}
 		msgs = append(msgs, Message{Role: role, Content: strings.Repeat("x", 60) + string(rune('a'+i))})
 	}
-	prompt, tokens := buildPrompt(model, msgs, 0)
+	prompt, tokens := buildPrompt(model, msgs, 0, estimatePrompt)
 	if prompt[0].Role != "system" || prompt[0].Content != "Be brief." {
 		t.Fatalf("first prompt message = %+v, want the system prompt", prompt[0])
 	}
 	if last := prompt[len(prompt)-1]; last.Content != msgs[9].Content {
 		t.Fatalf("last prompt message = %q, want the newest", last.Content)
 	}
-	if tokens > model.ContextTokens-model.MaxOutputTokens {
-		t.Fatalf("prompt of %d tokens exceeds the budget of %d", tokens, model.ContextTokens-model.MaxOutputTokens)
+	if tokens.Tokens > model.ContextTokens-model.MaxOutputTokens {
+		t.Fatalf("prompt of %d tokens exceeds the budget of %d", tokens.Tokens, model.ContextTokens-model.MaxOutputTokens)
 	}
 	if len(prompt) >= len(msgs)+1 {
 		t.Fatalf("all %d messages kept in a small context", len(msgs))
 	}
 	// Dropping more keeps fewer, but always the question.
-	fewer, _ := buildPrompt(model, msgs, 2)
+	fewer, _ := buildPrompt(model, msgs, 2, estimatePrompt)
 	if len(fewer) != len(prompt)-2 || fewer[len(fewer)-1].Content != msgs[9].Content {
 		t.Fatalf("dropOldest=2: %d messages (from %d), last %q", len(fewer), len(prompt), fewer[len(fewer)-1].Content)
 	}
-	all, _ := buildPrompt(model, msgs, 100)
+	all, _ := buildPrompt(model, msgs, 100, estimatePrompt)
 	if len(all) != 2 || all[1].Content != msgs[9].Content {
 		t.Fatalf("dropping everything left %d messages", len(all))
+	}
+}
+
+// TestBuildPromptWithTokenizer fits prompts with a tokenizer's count (the
+// llmtest one: English ~4 bytes per token, digits, emoji and CJK 1 token
+// per byte): the prompt is within the budget, and the next older message
+// would not have fitted.
+func TestBuildPromptWithTokenizer(t *testing.T) {
+	t.Parallel()
+	model := models.Model{ContextTokens: 2048, MaxOutputTokens: 64, SystemPrompt: "Be brief."}
+	budget := model.ContextTokens - model.MaxOutputTokens
+	texts := map[string]string{
+		"english": strings.Repeat("word ", 120),
+		"digits":  strings.Repeat("0123456789", 30),
+		"emoji":   strings.Repeat("🙂", 70),
+		"cjk":     strings.Repeat("日本語", 30),
+		"mixed":   strings.Repeat("a1🙂 ", 40),
+	}
+	for name, text := range texts {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var msgs []Message
+			for i := range 40 {
+				msgs = append(msgs, Message{Role: []string{"user", "assistant"}[i%2], Content: fmt.Sprintf("%d %s", i, text)})
+			}
+			calls := 0
+			count := func(p []llm.Message) llm.PromptCount {
+				calls++
+				return llm.PromptCount{Tokens: llmtest.PromptTokens(p), Source: llm.CountVLLM}
+			}
+			prompt, c := buildPrompt(model, msgs, 0, count)
+			if got := llmtest.PromptTokens(prompt); c.Tokens != got {
+				t.Fatalf("count %d, but the prompt has %d tokens", c.Tokens, got)
+			}
+			if c.Tokens > budget {
+				t.Fatalf("prompt of %d tokens exceeds the budget of %d", c.Tokens, budget)
+			}
+			kept := len(prompt) - 1
+			if kept < len(msgs) {
+				older := append([]llm.Message{prompt[0], {Role: "user", Content: msgs[len(msgs)-kept-1].Content}}, prompt[1:]...)
+				if n := llmtest.PromptTokens(older); n <= budget && c.Source != llm.CountEstimate {
+					t.Errorf("kept %d messages (%d tokens), but %d would fit (%d tokens)", kept, c.Tokens, kept+1, n)
+				}
+			}
+			if last := prompt[len(prompt)-1].Content; last != msgs[len(msgs)-1].Content {
+				t.Fatalf("the question was dropped")
+			}
+			if calls > maxCountRounds {
+				t.Errorf("%d tokenizer requests, want at most %d", calls, maxCountRounds)
+			}
+		})
 	}
 }
 

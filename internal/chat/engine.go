@@ -33,6 +33,8 @@ type generation struct {
 	reply   Message
 	model   models.Model
 	history []Message
+	prompt  []llm.Message   // what Send fitted into the context and held credits for
+	count   llm.PromptCount // its tokens
 	ctx     context.Context
 	cancel  context.CancelFunc
 
@@ -140,9 +142,9 @@ func (e *engine) get(messageID string) *generation {
 
 // start begins generating reply in the background. The generation belongs
 // to the server: it goes on when the client that sent it disconnects.
-func (e *engine) start(reply Message, model models.Model, history []Message) {
+func (e *engine) start(reply Message, model models.Model, history []Message, prompt []llm.Message, count llm.PromptCount) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.MaxDuration)
-	g := &generation{reply: reply, model: model, history: history, ctx: ctx, cancel: cancel,
+	g := &generation{reply: reply, model: model, history: history, prompt: prompt, count: count, ctx: ctx, cancel: cancel,
 		status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now()}
 	e.mu.Lock()
 	e.gens[reply.ID] = g
@@ -155,7 +157,7 @@ func (e *engine) run(g *generation) {
 	defer e.running.Done()
 	defer g.cancel()
 	model := g.model
-	prompt, promptTokens := buildPrompt(model, g.history, 0)
+	prompt, promptTokens := g.prompt, g.count.Tokens
 	firstToken := model.FirstTokenTimeout
 	switch {
 	case firstToken > 0:
@@ -194,7 +196,9 @@ func (e *engine) run(g *generation) {
 		}
 		if upstreamErr.Kind == llm.KindContextLength && !retriedContext && len(g.history) > 1 {
 			retriedContext = true
-			prompt, promptTokens = buildPrompt(model, g.history, max(1, len(g.history)/2))
+			var count llm.PromptCount
+			prompt, count = buildPrompt(model, g.history, max(1, len(g.history)/2), e.s.promptCounter(g.ctx, model))
+			promptTokens = count.Tokens
 			req.Messages = prompt
 			e.s.logger.Info("context too long; retrying with fewer messages", "message_id", g.reply.ID, "messages", len(prompt))
 			continue

@@ -11,7 +11,6 @@ import (
 	"luna"
 	"luna/internal/credits"
 	"luna/internal/events"
-	"luna/internal/llm"
 	"luna/internal/models"
 	"luna/internal/store"
 )
@@ -65,7 +64,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		ID: newID(), ConversationID: conv.ID, UserID: req.UserID, Role: "user", Content: content,
 		Status: StatusComplete, ClientMessageID: req.ClientMessageID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 	}
-	_, promptTokens := buildPrompt(model, append(history, userMsg), 0)
+	// The same count decides what fits in the context and what is held.
+	prompt, count := buildPrompt(model, append(history, userMsg), 0, s.promptCounter(ctx, model))
+	promptTokens := count.Tokens
 	if promptTokens+s.cfg.MinReplyTokens > model.ContextTokens {
 		return Message{}, Message{}, luna.Errorf(luna.CodeInvalidRequest, "The message is too long for this model's context window.")
 	}
@@ -141,7 +142,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	if err != nil {
 		return Message{}, Message{}, err
 	}
-	s.engine.start(reply, model, append(history, userMsg))
+	s.engine.start(reply, model, append(history, userMsg), prompt, count)
 	conv.GeneratingMessageID, conv.UpdatedAt, conv.LastMessagePreview = reply.ID, now.UTC(), preview(content)
 	s.publish(ctx, req.UserID, events.MessageCreated, userMsg.ID)
 	s.publish(ctx, req.UserID, events.MessageCreated, reply.ID)
@@ -194,33 +195,4 @@ func (s *Service) history(ctx context.Context, conversationID string) ([]Message
 		list[i], list[j] = list[j], list[i]
 	}
 	return list, rows.Err()
-}
-
-// buildPrompt returns the system prompt plus the newest messages that fit in
-// the model's context minus its output budget, and the estimated prompt
-// tokens. dropOldest removes that many more of the oldest messages (after a
-// "context too long" answer). The last message (the new question) is
-// always kept.
-func buildPrompt(model models.Model, msgs []Message, dropOldest int) ([]llm.Message, int) {
-	budget := model.ContextTokens - model.MaxOutputTokens
-	var system []llm.Message
-	if model.SystemPrompt != "" {
-		system = append(system, llm.Message{Role: "system", Content: model.SystemPrompt})
-	}
-	used := llm.EstimatePromptTokens(system)
-	start := len(msgs)
-	for i := len(msgs) - 1; i >= 0; i-- {
-		cost := 5 + llm.EstimateTokens(msgs[i].Content)
-		if i < len(msgs)-1 && used+cost > budget {
-			break
-		}
-		used += cost
-		start = i
-	}
-	start = min(start+dropOldest, len(msgs)-1)
-	out := append([]llm.Message{}, system...)
-	for _, m := range msgs[start:] {
-		out = append(out, llm.Message{Role: m.Role, Content: m.Content})
-	}
-	return out, llm.EstimatePromptTokens(out)
 }

@@ -16,6 +16,13 @@ type Streamer interface {
 	Stream(ctx context.Context, req llm.Request, onDelta func(text string)) (llm.Result, error)
 }
 
+// PromptCounter counts a chat prompt's tokens the way the model server will
+// (asking its tokenizer where it has one); *llm.Client is one. With a
+// Streamer that is not one, prompts are bounded by llm.EstimatePromptTokens.
+type PromptCounter interface {
+	CountPromptTokens(ctx context.Context, req llm.Request) llm.PromptCount
+}
+
 // Config tunes the engine. Zero values take the defaults noted.
 type Config struct {
 	FlushInterval            time.Duration // how often running replies' text is persisted, in one transaction; 500ms

@@ -98,6 +98,7 @@ type Client struct {
 	httpClient *http.Client
 	closeIdle  func()
 	logger     *slog.Logger
+	tokenizers tokenizers // what each server's POST /tokenize speaks
 }
 
 // NewClient returns a Client that logs to logger (nil discards).

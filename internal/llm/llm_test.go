@@ -57,7 +57,7 @@ func asError(t *testing.T, err error) *llm.Error {
 func TestStream(t *testing.T) {
 	t.Parallel()
 	client := newClient(t)
-	wantPrompt := llm.EstimatePromptTokens(request("").Messages)
+	wantPrompt := llmtest.PromptTokens(request("").Messages)
 
 	tests := []struct {
 		name   string
@@ -82,7 +82,7 @@ func TestStream(t *testing.T) {
 			wantUsage:  &llm.Usage{PromptTokens: 36, CompletionTokens: 3},
 		},
 		{
-			name:       "default prompt tokens are the estimate",
+			name:       "default prompt tokens are the fake tokenizer's count",
 			script:     llmtest.Script{Tokens: []string{"a"}},
 			wantText:   "a",
 			wantFinish: "stop",

@@ -33,8 +33,11 @@ import (
 // ModelName is the served model name of the demo model.
 const ModelName = "luna-demo"
 
-// MaxModelLen is the demo model's context length in tokens (as estimated by
-// llm.EstimatePromptTokens); longer prompts get vLLM's context-length error.
+// MaxModelLen is the demo model's context length in tokens; longer prompts
+// get vLLM's context-length error. The demo's tokenizer is the byte bound
+// Luna uses when a server has no tokenizer (llm.EstimatePromptTokens), so
+// its POST /tokenize, its usage.prompt_tokens and its context check agree
+// with each other and with Luna's own estimate.
 const MaxModelLen = 32768
 
 // TitleRequestMarker, found in the last user message, asks for a title.
@@ -85,6 +88,62 @@ func NewHandler(opts Options) http.Handler {
 	mux.HandleFunc("POST /chat/completions", h.chatCompletions)
 	mux.HandleFunc("GET /models", h.models)
 	return mux
+}
+
+// NewServer returns the demo model as a whole server, laid out like vLLM:
+// the OpenAI-compatible routes under /v1 (NewHandler) and POST /tokenize at
+// the root. Its base URL is the server's address plus "/v1".
+func NewServer(opts Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", http.StripPrefix("/v1", NewHandler(opts)))
+	mux.HandleFunc("POST /tokenize", tokenize)
+	return mux
+}
+
+// tokenize answers vLLM's POST /tokenize chat form
+// {"model","messages","add_generation_prompt"} (and the completion form
+// {"prompt"}) with {"count","max_model_len","tokens","token_strs"}. The
+// demo tokenizer is byte-level: one token per byte of content, plus the
+// chat template's tokens.
+func tokenize(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Prompt   *string `json:"prompt"`
+		Messages []struct {
+			Role    string          `json:"role"`
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err == nil {
+		err = json.Unmarshal(body, &in)
+	}
+	if err != nil || (in.Prompt == nil && len(in.Messages) == 0) {
+		vllmwire.WriteError(w, http.StatusBadRequest, vllmwire.ShapeNested, vllmwire.APIError{
+			Message: "The request needs a prompt or messages.", Type: "BadRequestError", Code: http.StatusBadRequest})
+		return
+	}
+	var count int
+	if in.Prompt != nil {
+		count = llm.EstimateTokens(*in.Prompt)
+	} else {
+		msgs := make([]llm.Message, len(in.Messages))
+		for i, m := range in.Messages {
+			text, _ := contentText(m.Content)
+			msgs[i] = llm.Message{Role: m.Role, Content: text}
+		}
+		count = llm.EstimatePromptTokens(msgs)
+	}
+	tokens := make([]int, count)
+	for i := range tokens {
+		tokens[i] = i % 256
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		Count       int   `json:"count"`
+		MaxModelLen int   `json:"max_model_len"`
+		Tokens      []int `json:"tokens"`
+		TokenStrs   []any `json:"token_strs"`
+	}{count, MaxModelLen, tokens, nil})
 }
 
 func (h *handler) models(w http.ResponseWriter, r *http.Request) {

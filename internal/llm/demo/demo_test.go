@@ -337,7 +337,7 @@ func TestRawStreamFraming(t *testing.T) {
 			if !strings.Contains(events[4], `"finish_reason":"length","stop_reason":null`) {
 				t.Errorf("finish event = %s", events[4])
 			}
-			if tt.wantUsage && !strings.Contains(events[5], `"choices":[],"usage":{"prompt_tokens":36,"total_tokens":39,"completion_tokens":3}`) {
+			if tt.wantUsage && !strings.Contains(events[5], `"choices":[],"usage":{"prompt_tokens":40,"total_tokens":43,"completion_tokens":3}`) {
 				t.Errorf("usage event = %s", events[5])
 			}
 			if got, want := events[len(events)-1], "data: [DONE]"; got != want {
@@ -416,5 +416,27 @@ func TestModels(t *testing.T) {
 	}
 	if len(list.Data) != 1 || list.Data[0].ID != demo.ModelName || list.Data[0].MaxModelLen != demo.MaxModelLen {
 		t.Errorf("models = %+v", list)
+	}
+}
+
+// TestTokenizeAgreesWithUsage: the demo server's POST /tokenize counts a
+// chat as its usage.prompt_tokens will, as Luna's client reads it.
+func TestTokenizeAgreesWithUsage(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(demo.NewServer(demo.Options{TokensPerSecond: 5000}))
+	t.Cleanup(srv.Close)
+	client := newClient(t)
+	req := llm.Request{BaseURL: srv.URL + "/v1", Model: demo.ModelName, MaxTokens: 4,
+		Messages: []llm.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "2+2=? 🙂 日本語"}}}
+	count := client.CountPromptTokens(t.Context(), req)
+	if count.Source != llm.CountVLLM {
+		t.Fatalf("count = %+v, want one from the demo's tokenizer", count)
+	}
+	res, err := client.Stream(t.Context(), req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Usage == nil || res.Usage.PromptTokens != count.Tokens {
+		t.Fatalf("usage = %+v, want prompt_tokens %d as /tokenize counted", res.Usage, count.Tokens)
 	}
 }

@@ -1,6 +1,10 @@
 // Package llmtest is a fake vLLM for tests: an httptest server that answers
 // POST /v1/chat/completions with exactly the bytes vLLM sends
-// (/work/shared/reference/llm-protocol.md sections 1–2) and injects the
+// (/work/shared/reference/llm-protocol.md sections 1–2), serves POST
+// /tokenize (vLLM's forms, llama.cpp's, or none: SetTokenizer) with a
+// tokenizer that counts digits, emoji and CJK as real ones do
+// (CountTokens), refuses prompts over its context (SetMaxModelLen), and
+// injects the
 // faults real deployments show: slow first token (cold start), stalls,
 // HTTP errors in every body shape, in-stream error events, cut connections,
 // garbage lines, writes split inside UTF-8 characters, keep-alive comments,
@@ -80,8 +84,8 @@ type Script struct {
 	// (cold start, queueing, prefill). The fake stops early if the client
 	// disconnects.
 	FirstTokenDelay time.Duration
-	// PromptTokens is usage.prompt_tokens (default
-	// llm.EstimatePromptTokens of the request's messages).
+	// PromptTokens is usage.prompt_tokens (default PromptTokens of the
+	// request's messages, the fake tokenizer's count).
 	PromptTokens int
 	// OmitUsage leaves out the usage chunk (as vLLM does when the request
 	// has no stream_options).
@@ -181,15 +185,20 @@ type Fake struct {
 	requests []RecordedRequest
 	aborted  int
 	changed  chan struct{} // closed (and replaced) when aborted grows
+
+	tokenizer        Tokenizer
+	maxModelLen      int
+	tokenizeRequests int
 }
 
 // New starts a fake and stops it when the test ends.
 func New(t testing.TB) *Fake {
 	t.Helper()
-	f := &Fake{quit: make(chan struct{}), changed: make(chan struct{})}
+	f := &Fake{quit: make(chan struct{}), changed: make(chan struct{}), maxModelLen: MaxModelLen}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", f.chatCompletions)
 	mux.HandleFunc("GET /v1/models", f.models)
+	mux.HandleFunc("POST /tokenize", f.tokenize)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		close(f.quit)
@@ -273,7 +282,10 @@ func (f *Fake) next(rec RecordedRequest) (Script, int) {
 
 func (f *Fake) models(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(vllmwire.ModelList(ModelName, Created, MaxModelLen))
+	f.mu.Lock()
+	maxLen := f.maxModelLen
+	f.mu.Unlock()
+	_, _ = w.Write(vllmwire.ModelList(ModelName, Created, maxLen))
 }
 
 // requestBody is the part of a chat-completions body the fake reads.
@@ -321,7 +333,22 @@ func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		chars += utf8.RuneCountInString(m.Content)
 		msgs[i] = llm.Message{Role: m.Role, Content: m.Content}
 	}
-	tooLong := s.ContextTooLongAboveChars > 0 && chars > s.ContextTooLongAboveChars
+	promptTokens := PromptTokens(msgs)
+	f.mu.Lock()
+	maxLen := f.maxModelLen
+	f.mu.Unlock()
+	overContext := promptTokens+rec.MaxTokens > maxLen
+	if overContext && !s.LlamaCppErrors {
+		// vLLM's renderer check (reference section 2).
+		vllmwire.WriteError(w, http.StatusBadRequest, vllmwire.ShapeNested, vllmwire.APIError{
+			Message: fmt.Sprintf("You passed %d input tokens and requested %d output tokens. However, the model's context length is only %d tokens, "+
+				"resulting in a maximum input length of %d tokens. Please reduce the length of the input prompt.",
+				promptTokens, rec.MaxTokens, maxLen, maxLen-rec.MaxTokens),
+			Type: "BadRequestError", Param: "input_tokens", Code: 400,
+		})
+		return
+	}
+	tooLong := overContext || s.ContextTooLongAboveChars > 0 && chars > s.ContextTooLongAboveChars
 	if tooLong && s.LlamaCppErrors {
 		s.ErrorEventAt, s.ErrorMessage, s.errorCode = ErrorEventFirst, LlamaContextSizeMessage, http.StatusBadRequest
 	} else if tooLong {
@@ -332,7 +359,7 @@ func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		limit := max(s.ContextTooLongAboveChars/4, 1)
 		vllmwire.WriteError(w, http.StatusBadRequest, shape, vllmwire.APIError{
 			Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, your request has %d input tokens. Please reduce the length of the input messages.",
-				limit, llm.EstimatePromptTokens(msgs)),
+				limit, promptTokens),
 			Type: "BadRequestError", Param: "input_tokens", Code: 400,
 		})
 		return
@@ -345,7 +372,7 @@ func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.FinishReason = "stop"
 	}
 	if s.PromptTokens == 0 {
-		s.PromptTokens = llm.EstimatePromptTokens(msgs)
+		s.PromptTokens = promptTokens
 	}
 	model := in.Model
 	if model == "" {
