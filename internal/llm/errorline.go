@@ -12,6 +12,9 @@ import (
 // included, ignore a field named "error", so the stream would look cut.
 var errorLinePrefix = []byte("error:")
 
+// doneLines are the terminator line, with and without the optional space.
+var doneLines = [][]byte{[]byte("data: [DONE]"), []byte("data:[DONE]")}
+
 // maxErrorLine bounds how much of an error: line is held; a longer line is
 // passed on unchanged.
 const maxErrorLine = maxErrorBody
@@ -28,6 +31,7 @@ type errorLineReader struct {
 	line    []byte // the start of the current line, held
 	passing bool   // the current line is not an error: line; its bytes pass through
 	err     error  // the underlying reader's error, returned once out is drained
+	sawDone bool   // a data: [DONE] line went through
 }
 
 func newErrorLineReader(r io.Reader) *errorLineReader {
@@ -74,19 +78,41 @@ func (e *errorLineReader) feed(b []byte) {
 		b = b[len(part):]
 		switch {
 		case end > 0:
+			if isDoneLine(e.line) {
+				e.sawDone = true
+			}
 			e.out = append(e.out, rewriteErrorLine(e.line)...)
 			e.line = e.line[:0]
-		case !mayBeErrorLine(e.line) || len(e.line) > maxErrorLine:
+		case !mayBeHeld(e.line) || len(e.line) > maxErrorLine:
 			e.out = append(e.out, e.line...)
 			e.line, e.passing = e.line[:0], true
 		}
 	}
 }
 
-// mayBeErrorLine reports whether a partial line is, or may become, an
-// error: line.
-func mayBeErrorLine(partial []byte) bool {
-	return bytes.HasPrefix(partial, errorLinePrefix) || bytes.HasPrefix(errorLinePrefix, partial)
+// mayBeHeld reports whether a partial line is, or may become, an error:
+// line or the [DONE] line (whose few bytes are held to be recognised).
+func mayBeHeld(partial []byte) bool {
+	if bytes.HasPrefix(partial, errorLinePrefix) || bytes.HasPrefix(errorLinePrefix, partial) {
+		return true
+	}
+	for _, done := range doneLines {
+		if bytes.HasPrefix(done, partial) || bytes.HasPrefix(partial, done) && len(partial) <= len(done)+2 {
+			return true
+		}
+	}
+	return false
+}
+
+// isDoneLine reports whether a whole line (newline included) is data: [DONE].
+func isDoneLine(line []byte) bool {
+	line = bytes.TrimRight(line, "\r\n")
+	for _, done := range doneLines {
+		if bytes.Equal(line, done) {
+			return true
+		}
+	}
+	return false
 }
 
 // rewriteErrorLine returns line unchanged unless it is an error: line; that

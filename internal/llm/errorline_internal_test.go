@@ -39,6 +39,33 @@ func TestErrorLineReader(t *testing.T) {
 	}
 }
 
+func TestErrorLineReaderSeesDone(t *testing.T) {
+	t.Parallel()
+	tests := map[string]bool{
+		"data: {\"a\":1}\n\ndata: [DONE]\n\n": true,
+		"data:[DONE]\r\n\r\n":                 true,
+		"data: {\"a\":1}\n\n":                 false,
+		"data: [DONE] and more\n\n":           false,
+		"data: [DON":                          false,
+	}
+	for in, want := range tests {
+		for _, split := range []bool{false, true} {
+			var r io.Reader = strings.NewReader(in)
+			if split {
+				r = iotest.OneByteReader(r)
+			}
+			lines := newErrorLineReader(r)
+			got, err := io.ReadAll(lines)
+			if err != nil || string(got) != in {
+				t.Errorf("%q (split %v): read %q, %v; want it unchanged", in, split, got, err)
+			}
+			if lines.sawDone != want {
+				t.Errorf("%q (split %v): sawDone = %v, want %v", in, split, lines.sawDone, want)
+			}
+		}
+	}
+}
+
 // TestErrorLineReaderDoesNotHoldOtherLines: bytes of a line that cannot be
 // an error: line are handed out before its newline arrives.
 func TestErrorLineReaderDoesNotHoldOtherLines(t *testing.T) {

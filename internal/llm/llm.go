@@ -242,10 +242,14 @@ func (c *Client) classify(ctx, streamCtx context.Context, req Request, head *res
 
 	if streamErr == nil {
 		if !finished {
+			cause := errors.New("stream ended without finish_reason or [DONE]")
+			if head.lines != nil && head.lines.sawDone {
+				cause = errors.New("stream ended with [DONE] but without a finish_reason")
+			}
 			return mark(&Error{
 				Kind:    KindTruncated,
 				Message: "The reply was cut off: the model server ended the stream before the reply finished.",
-				Err:     errors.New("stream ended without finish_reason or [DONE]"),
+				Err:     cause,
 			})
 		}
 		return nil
@@ -336,9 +340,10 @@ func (c *Client) log(ctx context.Context, req Request, res Result, err error, el
 // what the classification needs. Stream uses one per call, from its own
 // goroutine only.
 type responseHead struct {
-	received bool  // response headers arrived
-	status   int   // their status
-	bodyErr  error // the first error reading the stream body, EOF excluded
+	received bool             // response headers arrived
+	status   int              // their status
+	bodyErr  error            // the first error reading the stream body, EOF excluded
+	lines    *errorLineReader // the stream body's line reader, once a stream arrived
 }
 
 // check is an openai-go middleware. A 200 text/event-stream passes through
@@ -358,10 +363,11 @@ func (h *responseHead) check(req *http.Request, next option.MiddlewareNext) (*ht
 	// relay may label the stream differently.
 	if res.StatusCode == http.StatusOK && !isJSONType(mt) && !isHTML(mt, nil) {
 		watched := &watchedBody{ReadCloser: res.Body, head: h}
+		h.lines = newErrorLineReader(watched)
 		res.Body = struct {
 			io.Reader
 			io.Closer
-		}{newErrorLineReader(watched), watched}
+		}{h.lines, watched}
 		return res, nil
 	}
 	body, readErr := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))

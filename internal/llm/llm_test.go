@@ -701,6 +701,7 @@ func TestStreamRawBytes(t *testing.T) {
 		wantUsage  *llm.Usage
 		wantKind   llm.ErrorKind
 		wantStatus int
+		wantCause  string // substring of the error, for logs
 	}{
 		{
 			name: "reference transcript", body: transcript,
@@ -745,7 +746,12 @@ func TestStreamRawBytes(t *testing.T) {
 		{
 			name:     "[DONE] without finish_reason is truncated",
 			body:     chunk(`{"content":"a"}`, "null") + "data: [DONE]\n\n",
-			wantText: "a", wantKind: llm.KindTruncated, wantStatus: 200,
+			wantText: "a", wantKind: llm.KindTruncated, wantStatus: 200, wantCause: "with [DONE] but without a finish_reason",
+		},
+		{
+			name:     "llama.cpp error line before [DONE]",
+			body:     chunk(`{"content":"a"}`, "null") + `error: {"code":500,"message":"context shift is disabled","type":"server_error"}` + "\n\ndata: [DONE]\n\n",
+			wantText: "a", wantKind: llm.KindUpstream, wantStatus: 200, wantCause: "context shift is disabled",
 		},
 		{
 			name:     "empty 200 body is truncated",
@@ -839,6 +845,9 @@ func TestStreamRawBytes(t *testing.T) {
 			}
 			if got, want := e.Status, tt.wantStatus; got != want {
 				t.Errorf("Status = %d, want %d", got, want)
+			}
+			if !strings.Contains(err.Error(), tt.wantCause) {
+				t.Errorf("error %q, want it to contain %q", err, tt.wantCause)
 			}
 		})
 	}

@@ -1,6 +1,6 @@
 // Package demo is Luna's built-in demo image model: an HTTP handler that
-// speaks ComfyUI's HTTP API (POST /prompt, GET /history, GET /queue, GET
-// /view, GET /system_stats, in ComfyUI's shapes) and, instead of running the
+// speaks ComfyUI's HTTP API (POST /prompt, GET /history, GET and POST /queue,
+// POST /interrupt, GET /view, GET /system_stats, in ComfyUI's shapes) and, instead of running the
 // workflow, draws a real PNG. When no image backend is configured, Luna
 // serves it in-process (package inprocess), reachable by its own ComfyUI
 // client only, so that the first run works without a GPU and still goes
@@ -143,6 +143,7 @@ func NewHandler(opts Options) http.Handler {
 		h.mux.HandleFunc("GET "+prefix+"/history", h.getHistory)
 		h.mux.HandleFunc("GET "+prefix+"/queue", h.getQueue)
 		h.mux.HandleFunc("POST "+prefix+"/queue", h.postQueue)
+		h.mux.HandleFunc("POST "+prefix+"/interrupt", h.postInterrupt)
 		h.mux.HandleFunc("GET "+prefix+"/view", h.getView)
 		h.mux.HandleFunc("GET "+prefix+"/system_stats", h.getSystemStats)
 	}
@@ -472,6 +473,14 @@ func (h *handler) getQueue(w http.ResponseWriter, r *http.Request) {
 // postQueue accepts {"delete": […]} and {"clear": true}. Demo prompts start
 // at once, so none is ever pending and there is nothing to remove.
 func (h *handler) postQueue(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	w.WriteHeader(http.StatusOK)
+}
+
+// postInterrupt accepts POST /interrupt {"prompt_id"} like ComfyUI (200,
+// empty); a demo prompt is done at its time whatever happens, so there is
+// nothing to stop.
+func (h *handler) postInterrupt(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	w.WriteHeader(http.StatusOK)
 }

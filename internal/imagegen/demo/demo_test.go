@@ -316,6 +316,17 @@ func TestDemoEndpoints(t *testing.T) {
 	if status != http.StatusOK || strings.TrimSpace(string(body)) != "{}" {
 		t.Errorf("GET /history/{unknown} = %d %s, want 200 {}", status, body)
 	}
+	// Luna interrupts a prompt it gives up on; the demo has nothing to stop.
+	for _, path := range []string{"/interrupt", "/queue"} {
+		resp, err := client.Post(baseURL+path, "application/json", strings.NewReader(`{"prompt_id": "`+uuid.NewString()+`", "delete": []}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("POST %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
 	status, body = get("/view?filename=nothing.png&subfolder=&type=output")
 	if status != http.StatusNotFound || len(body) != 0 {
 		t.Errorf("GET /view of an unknown file = %d %q, want 404 with an empty body", status, body)
