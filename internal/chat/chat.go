@@ -116,9 +116,9 @@ func (p Page) limit(def int) (int, error) {
 	return p.Limit, nil
 }
 
-// preview shortens a message for conversation lists.
+// preview shortens a message for conversation lists, in plain words.
 func preview(content string) string {
-	content = strings.Join(strings.Fields(content), " ")
+	content = strings.Join(strings.Fields(plainPreview(content)), " ")
 	if r := []rune(content); len(r) > 120 {
 		return string(r[:119]) + "…"
 	}

@@ -228,7 +228,7 @@ func TestBrowserHostileReplyRunsNothing(t *testing.T) {
 	if pwned := eval[string](b, `String(window.__pwned)`); pwned != "undefined" {
 		t.Errorf("the reply ran script: window.__pwned = %q", pwned)
 	}
-	if bad := eval[[]string](b, `[...document.querySelectorAll('.message .content *, #conversation-list *, #chat-title *')]
+	if bad := eval[[]string](b, `[...document.querySelectorAll('.message .content *, #conversation-list .conversation-link *, #chat-title *')]
 		.filter(e => ['SCRIPT','IMG','IFRAME','OBJECT','EMBED','SVG','STYLE','LINK','META','BASE','FORM','INPUT','VIDEO','AUDIO'].includes(e.tagName.toUpperCase()))
 		.map(e => e.outerHTML)`); len(bad) > 0 {
 		t.Errorf("the reply created elements: %v", bad)
@@ -288,7 +288,9 @@ func TestBrowserMarkdown(t *testing.T) {
 		{"a `<i>x</i>` b", "<p>a <code>&lt;i&gt;x&lt;/i&gt;</code> b</p>"},
 		{"- one\n- two\n  - nested", "<ul><li>one</li><li>two<ul><li>nested</li></ul></li></ul>"},
 		{"3. three\n4. four", `<ol start="3"><li>three</li><li>four</li></ol>`},
-		{"# Title\n\ntext", `<h3 class="md-heading">Title</h3><p>text</p>`},
+		{"# Title\n\ntext", `<h2 class="md-heading">Title</h2><p>text</p>`},
+		{"### Deep\n\n#### Deeper\n\n# Top\n\n### Skip", `<h2 class="md-heading">Deep</h2><h3 class="md-heading">Deeper</h3><h2 class="md-heading">Top</h2><h3 class="md-heading">Skip</h3>`},
+		{"```nosuchlanguage\nx < y", `<div class="md-code"><div class="md-code-head"><span class="md-code-lang">nosuchlanguage</span><button class="md-code-copy" type="button">Copy</button></div><pre><code class="hljs">x &lt; y</code></pre></div>`},
 		{"> quoted", "<blockquote><p>quoted</p></blockquote>"},
 		{"line one\nline two", "<p>line one<br />line two</p>"},
 		{"[x](https://example.com/)", "<p>" + a + "x</a></p>"},
@@ -302,7 +304,7 @@ func TestBrowserMarkdown(t *testing.T) {
 		{"[x](file:///etc/passwd)", "<p>[x](file:///etc/passwd)</p>"},
 		{"<javascript:alert(1)>", "<p>&lt;javascript:alert(1)&gt;</p>"},
 		{"| a | b |\n|---|--:|\n| 1 | 2 |", `<div class="md-table"><table><thead><tr><th>a</th><th class="align-right">b</th></tr></thead><tbody><tr><td>1</td><td class="align-right">2</td></tr></tbody></table></div>`},
-		{"```go\nfmt.Println(\"<hi>\")", `<div class="md-code"><div class="md-code-head"><span class="md-code-lang">go</span><button class="md-code-copy" type="button">Copy</button></div><pre><code>fmt.Println("&lt;hi&gt;")</code></pre></div>`},
+		{"```go\nfmt.Println(\"<hi>\")", `<div class="md-code"><div class="md-code-head"><span class="md-code-lang">go</span><button class="md-code-copy" type="button">Copy</button></div><pre><code class="hljs">fmt.Println(<span class="hljs-string">"&lt;hi&gt;"</span>)</code></pre></div>`},
 	} {
 		if got := render(tc.src); got != tc.want {
 			t.Errorf("render %q\n got: %s\nwant: %s", tc.src, got, tc.want)
@@ -527,6 +529,7 @@ func TestBrowserSecondUserSeesNothing(t *testing.T) {
 	}
 
 	// Sign out, and the first user signs in: their conversation is there.
+	b.click("#account-button")
 	b.click("#signout")
 	b.waitJS("the sign-in screen", `document.querySelector('#auth-form')`, 10*time.Second)
 	if tok := b.token(); tok != "" {

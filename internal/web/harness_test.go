@@ -300,7 +300,7 @@ type viewport struct {
 
 var (
 	desktop = viewport{name: "desktop", width: 1280, height: 800}
-	phone   = viewport{name: "phone", width: 375, height: 812, mobile: true}
+	phone   = viewport{name: "phone", width: 390, height: 844, mobile: true}
 )
 
 // browser is a tab in a fresh headless Chromium.

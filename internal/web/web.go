@@ -11,7 +11,12 @@
 //	static/js/sse.js        SSE parser over fetch, reconnection with Last-Event-ID
 //	static/js/markdown.js   model output to DOM nodes (never HTML strings)
 //	static/js/chat.js       a conversation: history, streaming reply, stop
+//	static/js/usage.js      the usage history (the ledger), opened from the balance
 //	static/js/…             sign-in, conversation list, new chat, images
+//	static/vendor/highlight highlight.js (ES module build, BSD-3-Clause) for code colours
+//
+// The browser tests also scan every screen with axe-core (testdata/axe-core,
+// a test asset only) at desktop and phone sizes.
 //
 // The browser tests (package web_test) run the app in headless Chromium
 // against a whole Luna; see harness_test.go.

@@ -130,10 +130,13 @@ func staticFiles(t *testing.T) map[string]string {
 // before a user does.)
 func TestNoHTMLSinks(t *testing.T) {
 	t.Parallel()
-	sinks := regexp.MustCompile(`\.(innerHTML|outerHTML|insertAdjacentHTML|srcdoc)\b|document\.write|\beval\s*\(|new\s+Function\b|setTimeout\(\s*['"\x60]|createContextualFragment|DOMParser|\.setHTMLUnsafe|parseHTMLUnsafe`)
+	sinks := regexp.MustCompile(`\.(innerHTML|outerHTML|insertAdjacentHTML|srcdoc)\b|document\.write|\beval\s*\(|new\s+Function\b|setTimeout\(\s*['"\x60]|createContextualFragment|DOMParser|\.setHTMLUnsafe|parseHTMLUnsafe|` +
+		// highlight.js's functions that write its HTML into the page (the
+		// app reads its output into nodes itself, see markdown.js).
+		`\b(highlightElement|highlightAll|highlightBlock|initHighlighting)\b`)
 	for name, src := range staticFiles(t) {
-		if !strings.HasSuffix(name, ".js") {
-			continue
+		if !strings.HasSuffix(name, ".js") || strings.HasPrefix(name, "static/vendor/") {
+			continue // vendored libraries are used only through the calls checked here
 		}
 		for i, line := range strings.Split(src, "\n") {
 			if loc := sinks.FindString(line); loc != "" {

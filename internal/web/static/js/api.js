@@ -72,6 +72,7 @@ export class Api {
   get(path, opts) { return this.request('GET', path, undefined, opts); }
   post(path, body, opts) { return this.request('POST', path, body ?? {}, opts); }
   patch(path, body, opts) { return this.request('PATCH', path, body, opts); }
+  del(path, opts) { return this.request('DELETE', path, undefined, opts); }
 }
 
 // query builds a query string from the defined values of params.

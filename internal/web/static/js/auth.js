@@ -20,8 +20,11 @@ export function renderAuth(root, { api, onSignedIn, notice }) {
     h('div', { class: 'field' }, h('label', { htmlFor: 'auth-name' }, 'Name ', h('span', { class: 'optional' }, '(optional)')), name),
     h('div', { class: 'field' }, h('label', { htmlFor: 'auth-invite' }, 'Invite code ', h('span', { class: 'optional' }, '(if sign-up is by invitation)')), invite),
   ];
-  const tabSignin = h('button', { id: 'tab-signin', type: 'button', class: 'tab', attrs: { role: 'tab' }, on: { click: () => setMode('signin') } }, 'Sign in');
-  const tabSignup = h('button', { id: 'tab-signup', type: 'button', class: 'tab', attrs: { role: 'tab' }, on: { click: () => setMode('signup') } }, 'Create account');
+  // The two modes are ARIA tabs over one panel (the form): arrow keys,
+  // Home and End move between them, and only the selected tab is in the
+  // Tab order.
+  const tabSignin = h('button', { id: 'tab-signin', type: 'button', class: 'tab', attrs: { role: 'tab', 'aria-controls': 'auth-panel' }, on: { click: () => setMode('signin') } }, 'Sign in');
+  const tabSignup = h('button', { id: 'tab-signup', type: 'button', class: 'tab', attrs: { role: 'tab', 'aria-controls': 'auth-panel' }, on: { click: () => setMode('signup') } }, 'Create account');
 
   const form = h('form', { id: 'auth-form', class: 'auth-form', on: { submit: onSubmit } },
     notice ? h('p', { class: 'notice' }, notice) : null,
@@ -35,13 +38,30 @@ export function renderAuth(root, { api, onSignedIn, notice }) {
     h('h2', null, 'Sign-in happens in the Luna app'),
     h('p', null, 'This Luna server uses Clerk accounts. Sign in with the Luna app on your phone; the web app only works with Luna\u2019s built-in accounts.'),
   );
+  const panel = h('div', { id: 'auth-panel', attrs: { role: 'tabpanel', 'aria-labelledby': 'tab-signin' } }, form);
   const tabs = h('div', { class: 'tabs', attrs: { role: 'tablist', 'aria-label': 'Account' } }, tabSignin, tabSignup);
+  tabs.addEventListener('keydown', (e) => {
+    const list = [tabSignin, tabSignup].filter((t) => !t.hidden);
+    const at = list.indexOf(document.activeElement);
+    if (at < 0) return;
+    let to;
+    switch (e.key) {
+      case 'ArrowRight': to = list[(at + 1) % list.length]; break;
+      case 'ArrowLeft': to = list[(at - 1 + list.length) % list.length]; break;
+      case 'Home': to = list[0]; break;
+      case 'End': to = list[list.length - 1]; break;
+      default: return;
+    }
+    e.preventDefault();
+    setMode(to === tabSignup ? 'signup' : 'signin');
+    to.focus();
+  });
 
   root.replaceChildren(h('main', { class: 'auth-screen' },
     h('div', { class: 'auth-card' },
       h('div', { class: 'auth-brand' }, h('span', { class: 'logo', attrs: { 'aria-hidden': 'true' } }), h('h1', null, 'Luna')),
       h('p', { class: 'tagline' }, 'Private, uncensored chat with open models, and images on demand.'),
-      tabs, form, clerk,
+      tabs, panel, clerk,
     ),
   ));
   setMode('signin');
@@ -75,6 +95,9 @@ export function renderAuth(root, { api, onSignedIn, notice }) {
     const up = m === 'signup';
     tabSignin.setAttribute('aria-selected', String(!up));
     tabSignup.setAttribute('aria-selected', String(up));
+    tabSignin.tabIndex = up ? -1 : 0;
+    tabSignup.tabIndex = up ? 0 : -1;
+    panel.setAttribute('aria-labelledby', up ? 'tab-signup' : 'tab-signin');
     for (const f of signupOnly) f.hidden = !up;
     passwordHint.hidden = !up;
     password.autocomplete = up ? 'new-password' : 'current-password';
@@ -85,6 +108,7 @@ export function renderAuth(root, { api, onSignedIn, notice }) {
 
   function showClerk() {
     form.hidden = true;
+    panel.hidden = true;
     tabs.hidden = true;
     clerk.hidden = false;
   }

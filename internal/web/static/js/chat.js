@@ -1,6 +1,7 @@
 // The chat screen: history (older pages load when scrolling up), the reply
 // streaming in as it arrives (resumed exactly after a network drop), a stop
-// button, readable errors, rename.
+// button, readable errors, rename, delete, a "jump to latest" button when
+// scrolled up.
 //
 // A running reply is followed on GET /v1/messages/{id}/stream. Each event's
 // id is the byte offset of the text reached; the view counts the bytes it
@@ -27,12 +28,14 @@ export class ChatView {
     this.draft = null; // {text, clientMessageId} of a send that may have reached the server
     this.disposed = false;
 
-    this.title = h('h2', { id: 'chat-title', class: 'chat-title' }, this.conversation ? (this.conversation.title || 'New conversation') : 'Conversation');
+    this.title = h('h1', { id: 'chat-title', class: 'chat-title' }, this.conversation ? (this.conversation.title || 'New conversation') : 'Conversation');
     this.modelLabel = h('span', { class: 'chat-model' });
     this.renameButton = h('button', { type: 'button', class: 'icon-button', title: 'Rename', attrs: { 'aria-label': 'Rename conversation' }, on: { click: () => this.startRename() } }, icon('edit'));
+    this.deleteButton = h('button', { id: 'delete-conversation', type: 'button', class: 'icon-button', title: 'Delete', attrs: { 'aria-label': 'Delete conversation' },
+      on: { click: () => this.app.deleteConversation({ id, ...this.conversation }) } }, icon('trash'));
     this.header = h('header', { class: 'view-header chat-header' },
       h('div', { class: 'chat-heading' }, this.title, this.modelLabel),
-      this.renameButton);
+      h('div', { class: 'chat-actions' }, this.renameButton, this.deleteButton));
 
     this.olderButton = h('button', { type: 'button', id: 'load-older', class: 'button ghost small', hidden: true, on: { click: () => this.loadOlder() } }, 'Load earlier messages');
     this.beginning = h('p', { class: 'beginning', hidden: true }, 'This is the beginning of the conversation.');
@@ -44,7 +47,10 @@ export class ChatView {
       this.list);
     this.scroller.addEventListener('scroll', () => {
       if (this.scroller.scrollTop < 150) this.loadOlder();
+      this.updateJump();
     }, { passive: true });
+    this.jumpButton = h('button', { id: 'jump-latest', type: 'button', class: 'button small jump-latest', hidden: true,
+      on: { click: () => { this.scrollToBottom(); this.input.focus({ preventScroll: true }); } } }, icon('down'), 'Jump to latest');
 
     this.error = h('div', { id: 'chat-error', class: 'banner error', hidden: true, attrs: { role: 'alert' } });
     this.input = h('textarea', { id: 'composer-input', rows: 1, placeholder: 'Message Luna…', maxLength: 32000, attrs: { 'aria-label': 'Message', 'aria-describedby': 'composer-hint' } });
@@ -56,7 +62,7 @@ export class ChatView {
 
     this.el = h('section', { id: 'chat-view', class: 'view chat', dataset: { conversationId: id } },
       this.header,
-      this.scroller,
+      h('div', { class: 'messages-wrap' }, this.scroller, this.jumpButton),
       h('div', { class: 'composer-area' },
         this.error,
         this.composer,
@@ -67,6 +73,7 @@ export class ChatView {
       app.on('conversation', (c) => { if (c.id === id) this.setConversation(c); }),
       app.on('message', (e) => { if (e.message.conversationId === id) this.onMessageEvent(e.kind, e.message); }),
       app.on('resync', () => this.refresh()),
+      app.on('conversation-deleted', (d) => { if (d.id === id) this.showDeleted(); }),
     ];
     this.load();
   }
@@ -91,7 +98,7 @@ export class ChatView {
       if (this.disposed) return;
       if (err instanceof ApiError && err.status === 404) {
         this.el.replaceChildren(h('div', { class: 'not-found' },
-          h('h2', null, 'Conversation not found'),
+          h('h1', null, 'Conversation not found'),
           h('p', null, 'It does not exist, or it is not yours.'),
           h('a', { class: 'button', href: '#/' }, 'Back to your conversations')));
         return;
@@ -119,6 +126,23 @@ export class ChatView {
 
   // refresh re-reads the newest page after the live events were
   // interrupted: new messages are added, finished ones updated.
+  // showDeleted replaces the view once the conversation is deleted (here or
+  // on another device).
+  showDeleted() {
+    if (this.deletedShown) return;
+    this.deletedShown = true;
+    for (const rec of this.records.values()) {
+      if (rec.follow) rec.follow.stream.close();
+      rec.follow = null;
+    }
+    const back = h('a', { class: 'button', href: '#/' }, 'Back to your conversations');
+    this.el.replaceChildren(h('div', { class: 'not-found' },
+      h('h1', null, 'Conversation deleted'),
+      h('p', null, 'Its messages are gone. Your usage history and images are kept.'),
+      back));
+    if (this.el.isConnected && this.el.contains(document.activeElement) === false) back.focus({ preventScroll: true });
+  }
+
   async refresh() {
     let conv;
     try {
@@ -286,6 +310,11 @@ export class ChatView {
       return;
     }
     switch (ev.type) {
+      case 'deleted': // the conversation was deleted while following
+        f.stream.close();
+        rec.follow = null;
+        this.showDeleted();
+        return;
       case 'snapshot':
         f.text = typeof data.content === 'string' ? data.content : '';
         f.bytes = utf8Length(f.text);
@@ -346,6 +375,7 @@ export class ChatView {
       const nearBottom = this.isNearBottom();
       this.renderContent(rec);
       if (nearBottom) this.scrollToBottom();
+      else this.updateJump();
     });
   }
 
@@ -401,14 +431,22 @@ export class ChatView {
     if (!r) {
       this.stopButton.disabled = false;
       this.stopButton.lastChild.textContent = 'Stop';
+      if (this.errorKind === 'wait') this.hideError(); // the reply it asked to wait for is over
     }
+    this.updateJump();
+  }
+
+  // updateJump shows "Jump to latest" while the newest messages are out of
+  // sight (scrolled up, or a reply growing below).
+  updateJump() {
+    this.jumpButton.hidden = this.isNearBottom();
   }
 
   async send() {
     const text = this.input.value.trim();
     if (!text || this.sending) return;
     if (this.runningReply()) {
-      this.showError('Wait for the reply to finish, or stop it, before sending another message.');
+      this.showError('Wait for the reply to finish, or stop it, before sending another message.', 'wait');
       return;
     }
     this.hideError();
@@ -498,7 +536,8 @@ export class ChatView {
 
   // ---- helpers ----
 
-  showError(text) {
+  showError(text, kind = 'error') {
+    this.errorKind = kind;
     this.error.replaceChildren(h('span', null, text),
       h('button', { type: 'button', class: 'icon-button', attrs: { 'aria-label': 'Dismiss' }, on: { click: () => this.hideError() } }, icon('close')));
     this.error.hidden = false;
@@ -506,6 +545,7 @@ export class ChatView {
 
   hideError() {
     this.error.hidden = true;
+    this.errorKind = null;
   }
 
   isNearBottom() {
@@ -515,5 +555,6 @@ export class ChatView {
 
   scrollToBottom() {
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.updateJump();
   }
 }

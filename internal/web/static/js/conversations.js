@@ -1,9 +1,11 @@
 // The conversation list: newest first, live (conversation.created/updated
-// events insert and reorder; titles appear when they are generated), paged
-// with infinite scroll.
+// events insert and reorder; titles appear when they are generated;
+// conversation.deleted removes), paged with infinite scroll. Each row has a
+// delete button (with a confirmation).
 
-import { h, relativeTime } from './dom.js';
+import { h, icon, relativeTime } from './dom.js';
 import { friendlyError, query } from './api.js';
+import { plainText } from './markdown.js';
 
 export class ConversationList {
   constructor(app) {
@@ -14,15 +16,18 @@ export class ConversationList {
     this.selected = null;
     this.loading = false;
     this.loaded = false;
+    this.deleted = new Set(); // ids deleted: late events about them are stale
     this.ul = h('ul', { id: 'conversation-list', class: 'conversation-list' });
     this.empty = h('p', { class: 'list-empty', hidden: true }, 'No conversations yet. Start one with New chat.');
     this.error = h('p', { class: 'list-error', hidden: true, attrs: { role: 'alert' } });
     this.more = h('button', { type: 'button', class: 'button ghost small load-more', hidden: true, on: { click: () => this.loadMore() } }, 'Load more');
+    this.heading = h('h2', { id: 'conversations-heading', class: 'sidebar-heading' }, 'Conversations');
     this.el = h('div', { class: 'conversations' },
-      h('h2', { class: 'sidebar-heading' }, 'Conversations'),
+      this.heading,
       this.ul, this.empty, this.error, this.more);
     this.off = [
       app.on('conversation', (c) => this.upsert(c)),
+      app.on('conversation-deleted', (d) => this.remove(d.id)),
       app.on('resync', () => this.load()),
     ];
     this.observer = new IntersectionObserver((entries) => {
@@ -44,7 +49,7 @@ export class ConversationList {
     try {
       const page = await this.app.api.get('/v1/conversations' + query({ limit: 30 }));
       this.items.clear();
-      for (const c of page.items) this.items.set(c.id, c);
+      for (const c of page.items) if (!this.deleted.has(c.id)) this.items.set(c.id, c);
       this.next = page.nextCursor;
       this.loaded = true;
       this.error.hidden = true;
@@ -62,7 +67,7 @@ export class ConversationList {
     this.loading = true;
     try {
       const page = await this.app.api.get('/v1/conversations' + query({ limit: 30, cursor: this.next }));
-      for (const c of page.items) if (!this.items.has(c.id)) this.items.set(c.id, c);
+      for (const c of page.items) if (!this.items.has(c.id) && !this.deleted.has(c.id)) this.items.set(c.id, c);
       this.next = page.nextCursor;
     } catch (err) {
       this.error.textContent = friendlyError(err);
@@ -73,7 +78,23 @@ export class ConversationList {
     this.render();
   }
 
+  // setHeadingLevel makes the list's heading the page's h1 (at home, where
+  // phones show only the list) or an h2.
+  setHeadingLevel(level) {
+    const tag = 'H' + level;
+    if (this.heading.tagName === tag) return;
+    const next = h(tag.toLowerCase(), { id: 'conversations-heading', class: 'sidebar-heading' }, 'Conversations');
+    this.heading.replaceWith(next);
+    this.heading = next;
+  }
+
+  remove(id) {
+    this.deleted.add(id);
+    if (this.items.delete(id)) this.render();
+  }
+
   upsert(c) {
+    if (this.deleted.has(c.id)) return;
     const old = this.items.get(c.id);
     if (old && Date.parse(old.updatedAt) > Date.parse(c.updatedAt)) return; // a late, stale event
     this.items.set(c.id, c);
@@ -127,11 +148,13 @@ export class ConversationList {
     li.dataset.key = key;
     const a = h('a', { class: 'conversation-link', href: '#/c/' + encodeURIComponent(c.id) },
       h('span', { class: 'conversation-title' + (c.title ? '' : ' untitled') }, title),
-      h('span', { class: 'conversation-preview' }, c.lastMessagePreview || ''),
+      h('span', { class: 'conversation-preview' }, plainText(c.lastMessagePreview || '')),
       h('span', { class: 'conversation-time' },
         c.generatingMessageId ? h('span', { class: 'writing' }, 'Writing…') : relativeTime(c.updatedAt)),
     );
     if (c.id === this.selected) a.setAttribute('aria-current', 'page');
-    li.replaceChildren(a);
+    const del = h('button', { type: 'button', class: 'icon-button conversation-delete', title: 'Delete',
+      attrs: { 'aria-label': `Delete “${title}”` }, on: { click: () => this.app.deleteConversation(this.items.get(c.id) || c) } }, icon('trash'));
+    li.replaceChildren(a, del);
   }
 }

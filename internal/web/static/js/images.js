@@ -76,10 +76,10 @@ export class ImagesView {
     this.lightbox.addEventListener('click', (e) => { if (e.target === this.lightbox) this.lightbox.close(); });
 
     this.el = h('section', { id: 'images-view', class: 'view images' },
-      h('header', { class: 'view-header' }, h('h2', null, 'Images')),
+      h('header', { class: 'view-header' }, h('h1', null, 'Images')),
       h('div', { class: 'view-body' },
         this.form,
-        h('h3', { class: 'section-heading gallery-heading' }, 'Gallery'),
+        h('h2', { class: 'section-heading gallery-heading' }, 'Gallery'),
         this.listError, this.gallery, this.empty, this.more),
       this.lightbox);
 

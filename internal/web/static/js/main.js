@@ -7,13 +7,15 @@
 // shown) and the main pane has a back button.
 
 import { h, icon, fmtNumber, credits as creditsText } from './dom.js';
-import { Api, ApiError, query } from './api.js';
+import { Api, ApiError, query, friendlyError } from './api.js';
 import { LiveStream } from './sse.js';
 import { renderAuth, renderUnreachable } from './auth.js';
 import { ConversationList } from './conversations.js';
 import { ChatView } from './chat.js';
 import { NewChatView } from './newchat.js';
 import { ImagesView } from './images.js';
+import { confirmAction } from './widgets.js';
+import { UsageView } from './usage.js';
 
 const TOKEN_KEY = 'luna.token';
 const root = document.getElementById('root');
@@ -24,7 +26,7 @@ const app = {
   user: null,
   credits: null, // {balance, reserved, available}
   imageCost: 50, // updated from the jobs the API returns
-  events: new EventTarget(), // 'credits', 'conversation', 'message', 'image', 'resync'
+  events: new EventTarget(), // 'credits', 'conversation', 'conversation-deleted', 'message', 'image', 'resync'
   modelsPromise: null,
   pendingFirstMessage: null, // {conversationId, text} from the new-chat screen
   api: null,
@@ -69,6 +71,31 @@ app.setCredits = (c) => {
   app.credits = c;
   renderCredits();
   app.emit('credits', c);
+};
+
+// deleteConversation asks, then deletes a conversation; every view learns
+// it from the 'conversation-deleted' event (this device's at once, the
+// others' through /v1/events).
+app.deleteConversation = async (c) => {
+  const title = (c && c.title) || 'New conversation';
+  const ok = await confirmAction({
+    id: 'delete-dialog',
+    title: `Delete “${title}”?`,
+    text: 'Its messages are deleted for good. A reply still being written is stopped first. Your usage history and the images made in it are kept.',
+    confirmLabel: 'Delete',
+    errorText: (err) => friendlyError(err),
+    action: async () => {
+      try {
+        await app.api.del('/v1/conversations/' + encodeURIComponent(c.id));
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 404) throw err; // already gone: fine
+      }
+      app.emit('conversation-deleted', { id: c.id });
+    },
+  });
+  if (ok && location.hash === '#/c/' + encodeURIComponent(c.id)) app.navigate('#/');
+  if (ok) (document.getElementById('new-chat') || mainEl)?.focus({ preventScroll: true });
+  return ok;
 };
 
 app.noteImageCost = (cost) => {
@@ -132,6 +159,8 @@ function teardown() {
   app.view = null;
   if (app.list) app.list.dispose();
   app.list = null;
+  if (account) account.dispose();
+  account = null;
   app.user = null;
   app.credits = null;
   app.modelsPromise = null;
@@ -142,18 +171,23 @@ function teardown() {
 
 // ---- the shell ----
 
-let creditsEl, creditsAmount, creditsHeld, backButton, mainEl, connectionEl;
+let creditsEl, creditsAmount, creditsHeld, backButton, mainEl, connectionEl, account;
 
 function showApp() {
   document.body.dataset.screen = 'app';
   creditsAmount = h('span', { class: 'credits-amount' }, '…');
   creditsHeld = h('span', { class: 'credits-held', hidden: true });
-  creditsEl = h('div', { id: 'credits', class: 'credits', attrs: { role: 'status', 'aria-live': 'polite', 'aria-label': 'Credits' } },
-    icon('coin'), creditsAmount, h('span', { class: 'credits-unit' }, ' credits'), creditsHeld);
+  // The balance opens the usage history.
+  creditsEl = h('a', { id: 'credits', class: 'credits', href: '#/usage' },
+    icon('coin'), creditsAmount, h('span', { class: 'credits-unit' }, ' credits'), creditsHeld,
+    h('span', { class: 'sr-only' }, ', usage history'));
   backButton = h('a', { id: 'back', class: 'icon-button back-button', href: '#/', attrs: { 'aria-label': 'Back to conversations' } }, icon('back'));
-  mainEl = h('main', { id: 'main', class: 'main', tabIndex: -1 });
+  // The whole shell is the main landmark: on phones the list and the
+  // pane are separate screens, and each must be inside it.
+  mainEl = h('div', { id: 'main', class: 'main', tabIndex: -1 });
   connectionEl = h('div', { id: 'connection', class: 'connection', hidden: true, attrs: { role: 'status' } }, 'Reconnecting to Luna…');
   app.list = new ConversationList(app);
+  account = new AccountMenu(app, signOut);
 
   root.replaceChildren(
     h('header', { class: 'topbar' },
@@ -161,10 +195,10 @@ function showApp() {
       h('a', { class: 'brand', href: '#/', attrs: { 'aria-label': 'Luna, home' } }, h('span', { class: 'logo', attrs: { 'aria-hidden': 'true' } }), h('span', { class: 'brand-name' }, 'Luna')),
       h('span', { class: 'spacer' }),
       creditsEl,
-      h('button', { id: 'signout', type: 'button', class: 'button ghost small', attrs: { 'aria-label': 'Sign out' }, title: app.user ? `Signed in as ${app.user.email}` : '', on: { click: signOut } }, icon('logout'), h('span', { class: 'signout-label' }, 'Sign out')),
+      account.el,
     ),
     connectionEl,
-    h('div', { class: 'shell' },
+    h('main', { class: 'shell' },
       h('nav', { class: 'sidebar', attrs: { 'aria-label': 'Conversations' } },
         h('div', { class: 'sidebar-actions' },
           h('a', { id: 'new-chat', class: 'button primary', href: '#/new' }, icon('plus'), 'New chat'),
@@ -183,6 +217,67 @@ function showApp() {
   route();
 }
 
+// AccountMenu is the account button of the top bar and the menu it opens:
+// who is signed in, their credits, the usage history, and sign-out. It is
+// a disclosure (a button that shows a panel): Escape or a click elsewhere
+// closes it.
+class AccountMenu {
+  constructor(app, onSignOut) {
+    this.app = app;
+    const email = app.user ? app.user.email : '';
+    this.button = h('button', { id: 'account-button', type: 'button', class: 'icon-button account-button',
+      attrs: { 'aria-expanded': 'false', 'aria-controls': 'account-menu', 'aria-label': 'Account' + (email ? ` (${email})` : '') },
+      on: { click: () => this.toggle() } },
+    h('span', { class: 'avatar', attrs: { 'aria-hidden': 'true' } }, (email || '?').slice(0, 1).toUpperCase()));
+    this.credits = h('p', { class: 'account-credits' });
+    this.panel = h('div', { id: 'account-menu', class: 'account-menu', hidden: true },
+      h('p', { class: 'account-label' }, 'Signed in as'),
+      h('p', { id: 'account-email', class: 'account-email' }, email),
+      this.credits,
+      h('a', { id: 'account-usage', class: 'button ghost wide', href: '#/usage', on: { click: () => this.close() } }, icon('coin'), 'Usage history'),
+      h('button', { id: 'signout', type: 'button', class: 'button ghost wide', on: { click: () => { this.close(); onSignOut(); } } }, icon('logout'), 'Sign out'),
+    );
+    this.el = h('div', { class: 'account' }, this.button, this.panel);
+    this.onDocClick = (e) => { if (!this.el.contains(e.target)) this.close(); };
+    this.onKey = (e) => {
+      if (e.key === 'Escape' && !this.panel.hidden) {
+        this.close();
+        this.button.focus();
+      }
+    };
+    document.addEventListener('click', this.onDocClick);
+    document.addEventListener('keydown', this.onKey);
+    app.on('credits', () => this.render());
+    this.render();
+  }
+
+  render() {
+    const c = this.app.credits;
+    this.credits.textContent = c ? `${creditsText(c.available)} available` + (c.reserved > 0 ? `, ${fmtNumber(c.reserved)} held` : '') : '';
+  }
+
+  toggle() {
+    if (this.panel.hidden) this.open();
+    else this.close();
+  }
+
+  open() {
+    this.render();
+    this.panel.hidden = false;
+    this.button.setAttribute('aria-expanded', 'true');
+  }
+
+  close() {
+    this.panel.hidden = true;
+    this.button.setAttribute('aria-expanded', 'false');
+  }
+
+  dispose() {
+    document.removeEventListener('click', this.onDocClick);
+    document.removeEventListener('keydown', this.onKey);
+  }
+}
+
 function renderCredits() {
   if (!creditsEl) return;
   const c = app.credits;
@@ -193,7 +288,7 @@ function renderCredits() {
   creditsHeld.hidden = c.reserved <= 0;
   creditsHeld.textContent = c.reserved > 0 ? ` (${fmtNumber(c.reserved)} held)` : '';
   creditsEl.title = `${creditsText(c.available)} available. Balance ${fmtNumber(c.balance)}` +
-    (c.reserved > 0 ? `, of which ${fmtNumber(c.reserved)} held for replies and images in progress.` : '.');
+    (c.reserved > 0 ? `, of which ${fmtNumber(c.reserved)} held for replies and images in progress.` : '.') + ' Open the usage history.';
   creditsEl.classList.toggle('low', c.available < 50);
   creditsEl.classList.remove('changed');
   void creditsEl.offsetWidth; // restart the animation
@@ -228,6 +323,9 @@ function startEvents() {
         case 'conversation.created':
         case 'conversation.updated':
           app.emit('conversation', data);
+          break;
+        case 'conversation.deleted':
+          app.emit('conversation-deleted', data);
           break;
         case 'message.created':
         case 'message.updated':
@@ -267,6 +365,8 @@ function route() {
     app.view = new NewChatView(app);
   } else if (hash === '#/images') {
     app.view = new ImagesView(app);
+  } else if (hash === '#/usage') {
+    app.view = new UsageView(app);
   } else {
     pane = 'list';
     app.view = new HomeView(app);
@@ -276,6 +376,10 @@ function route() {
   app.list.select(app.view.conversationId || null);
   setCurrent(document.getElementById('new-chat'), hash === '#/new');
   setCurrent(document.getElementById('open-images'), hash === '#/images');
+  setCurrent(creditsEl, hash === '#/usage');
+  // One level-one heading per screen: the view's title, or, at home (where
+  // phones show the list), the list's.
+  app.list.setHeadingLevel(app.view instanceof HomeView ? 1 : 2);
   // Focus the view's main field, but not on touch screens, where that
   // would pop up the keyboard over what the person came to read.
   if (app.view.focus && matchMedia('(pointer: fine)').matches) app.view.focus();
@@ -293,7 +397,7 @@ class HomeView {
     this.el = h('section', { class: 'home' },
       h('div', { class: 'home-inner' },
         h('span', { class: 'logo big', attrs: { 'aria-hidden': 'true' } }),
-        h('h2', null, 'Welcome to Luna'),
+        h('h2', { class: 'home-title' }, 'Welcome to Luna'),
         h('p', null, 'Start a conversation with one of the models, or make an image.'),
         h('div', { class: 'home-actions' },
           h('a', { class: 'button primary', href: '#/new' }, icon('plus'), 'New chat'),

@@ -7,6 +7,16 @@
 // new tab without an opener or a referrer. Images in the text are shown as
 // links, never loaded. Unclosed constructs (a reply still streaming)
 // render sensibly: an open code fence is a code block to the end.
+//
+// Code blocks are coloured by highlight.js (vendored, static/vendor). Its
+// output is an HTML string of <span class="hljs-…"> and escaped text; the
+// page may not parse HTML strings (Trusted Types), so highlighted() reads
+// that small, fixed format into spans and text nodes itself, and shows the
+// plain text whenever anything else appears.
+
+import hljs from '../vendor/highlight/highlight.min.js';
+
+let headingCeiling = 2; // the deepest heading level allowed next while rendering
 
 const MAX_DEPTH = 8; // nesting of quotes/lists/emphasis; deeper is text
 const LINK_LABEL_MAX = 1000;
@@ -15,11 +25,37 @@ const EMPHASIS_SCAN_MAX = 2000;
 
 // renderMarkdown returns a DocumentFragment for the Markdown text src.
 export function renderMarkdown(src) {
+  headingCeiling = 2;
   const frag = document.createDocumentFragment();
   const lines = String(src).replace(/\r\n?/g, '\n').split('\n');
   for (const node of blocks(lines, 0)) frag.append(node);
   return frag;
 }
+
+// plainText reads Markdown as plain text on one line, for previews: the
+// markers (headings, lists, quotes, emphasis, code ticks, link syntax) go,
+// the words stay.
+export function plainText(src) {
+  const frag = renderMarkdown(src);
+  for (const head of frag.querySelectorAll('.md-code-head')) head.remove();
+  const parts = [];
+  const walk = (node) => {
+    for (const c of node.childNodes) {
+      if (c.nodeType === Node.TEXT_NODE) {
+        parts.push(c.data);
+        continue;
+      }
+      const spaced = !INLINE.has(c.tagName);
+      if (spaced) parts.push(' ');
+      walk(c);
+      if (spaced) parts.push(' ');
+    }
+  };
+  walk(frag);
+  return parts.join('').replace(/\s+/g, ' ').trim();
+}
+
+const INLINE = new Set(['A', 'CODE', 'EM', 'STRONG', 'DEL', 'SPAN']);
 
 // safeUrl returns the normalised URL if it is an absolute http:, https: or
 // mailto: URL, else null.
@@ -111,7 +147,10 @@ function blocks(lines, depth) {
       continue;
     }
     if ((m = HEADING.exec(line))) {
-      const level = Math.min(6, m[1].length + 2); // the page's own h1/h2 come first
+      // The page's h1 comes first; levels never skip one (a reply that
+      // starts at ### still gets an h2), so the page's outline stays whole.
+      const level = Math.min(6, m[1].length + 1, headingCeiling);
+      headingCeiling = Math.min(6, level + 1);
       const hd = el('h' + level, 'md-heading');
       inline(m[2] || '', hd, depth, false);
       out.push(hd);
@@ -167,11 +206,75 @@ function codeBlock(text, lang) {
   copy.addEventListener('click', () => copyText(text, copy));
   head.append(label, copy);
   const pre = el('pre');
-  const code = el('code');
-  code.textContent = text;
+  const code = el('code', 'hljs');
+  const colored = highlighted(text, lang);
+  if (colored) code.append(colored);
+  else code.textContent = text;
   pre.append(code);
   wrap.append(head, pre);
   return wrap;
+}
+
+const HIGHLIGHT_MAX = 40000; // longer code stays plain: colouring it would stall the page
+const AUTODETECT_MAX = 3000; // guessing the language tries them all: only for short blocks
+const highlightCache = new Map(); // lang + text → hljs HTML ('' = none); a streaming reply re-renders often
+
+// highlighted returns the code coloured as DOM nodes, or null to show it
+// as plain text (unknown language, too long, or an unexpected output).
+function highlighted(text, lang) {
+  if (!text || text.length > HIGHLIGHT_MAX) return null;
+  const key = (lang || '') + '\u0000' + text;
+  let html = highlightCache.get(key);
+  if (html === undefined) {
+    html = '';
+    try {
+      if (lang && hljs.getLanguage(lang)) {
+        html = hljs.highlight(text, { language: lang, ignoreIllegals: true }).value;
+      } else if (!lang && text.length <= AUTODETECT_MAX) {
+        const r = hljs.highlightAuto(text);
+        if (r.relevance >= 5) html = r.value;
+      }
+    } catch {
+      html = '';
+    }
+    if (highlightCache.size >= 200) highlightCache.delete(highlightCache.keys().next().value);
+    highlightCache.set(key, html);
+  }
+  if (!html) return null;
+  const frag = spansFrom(html);
+  return frag && frag.textContent === text ? frag : null;
+}
+
+const HLJS_TOKEN = /<span class="([\w .-]*)">|<\/span>|([^<]+)/y;
+const HLJS_ENTITY = /&(amp|lt|gt|quot|#x27);/g;
+const HLJS_CHARS = { amp: '&', lt: '<', gt: '>', quot: '"', '#x27': '\'' };
+
+// spansFrom reads highlight.js output: nested <span class="…"> with
+// escaped text between. Anything else (another tag, an unknown entity, an
+// unbalanced span) gives null.
+function spansFrom(html) {
+  const frag = document.createDocumentFragment();
+  const stack = [frag];
+  HLJS_TOKEN.lastIndex = 0;
+  while (HLJS_TOKEN.lastIndex < html.length) {
+    const at = HLJS_TOKEN.lastIndex;
+    const m = HLJS_TOKEN.exec(html);
+    if (!m) return null;
+    if (m[1] !== undefined) {
+      const span = el('span', m[1]);
+      stack[stack.length - 1].append(span);
+      stack.push(span);
+    } else if (m[2] !== undefined) {
+      const raw = m[2];
+      if (/&(?!(amp|lt|gt|quot|#x27);)/.test(raw)) return null;
+      stack[stack.length - 1].append(document.createTextNode(raw.replace(HLJS_ENTITY, (_, e) => HLJS_CHARS[e])));
+    } else {
+      if (stack.length === 1) return null;
+      stack.pop();
+    }
+    if (HLJS_TOKEN.lastIndex === at) return null;
+  }
+  return stack.length === 1 ? frag : null;
 }
 
 function copyText(text, button) {

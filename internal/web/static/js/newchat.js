@@ -16,7 +16,7 @@ export class NewChatView {
     this.error = h('p', { id: 'new-chat-error', class: 'form-error', attrs: { role: 'alert' } });
     this.submit = h('button', { id: 'new-chat-send', type: 'submit', class: 'button primary' }, icon('send'), 'Start conversation');
     this.form = h('form', { class: 'new-chat-form', on: { submit: (e) => { e.preventDefault(); this.start(); } } },
-      h('h3', { id: 'model-heading', class: 'section-heading' }, 'Model'),
+      h('h2', { id: 'model-heading', class: 'section-heading' }, 'Model'),
       this.models,
       h('label', { htmlFor: 'new-chat-message', class: 'section-heading' }, 'Message'),
       this.input,
@@ -26,7 +26,7 @@ export class NewChatView {
     );
     bindEnterToSend(this.input, () => this.start());
     this.el = h('section', { id: 'new-chat-view', class: 'view new-chat' },
-      h('header', { class: 'view-header' }, h('h2', null, 'New conversation')),
+      h('header', { class: 'view-header' }, h('h1', null, 'New conversation')),
       h('div', { class: 'view-body' }, this.form),
     );
     this.loadModels();
