@@ -47,6 +47,20 @@ func getClerkRow(ctx context.Context, tx *sql.Tx, clerkID string) (clerkRow, boo
 	return r, true, nil
 }
 
+// ClerkUserID returns the Luna id of the user with this Clerk user id,
+// deleted or not, or ErrUserNotFound.
+func (s *Service) ClerkUserID(ctx context.Context, clerkID string) (string, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM users WHERE provider = 'clerk' AND external_id = $1`, clerkID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrUserNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("find clerk user: %w", err)
+	}
+	return id, nil
+}
+
 // insertClerkUser creates the user row and grants the initial credits in tx.
 // When deleted is true it creates a tombstone instead (no credits).
 func (s *Service) insertClerkUser(ctx context.Context, tx *sql.Tx, cu ClerkUser, deleted bool) (luna.User, error) {

@@ -138,11 +138,12 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !s.localAuthOnly(w, r) {
 		return
 	}
-	token, _ := r.Context().Value(tokenKey).(string)
+	token := tokenFrom(r.Context())
 	if err := s.accounts.Logout(r.Context(), token); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.endSessions(r.Context(), userFrom(r.Context()).ID, sessionKey(token))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -220,5 +221,12 @@ func (s *Server) handleClerkWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.InfoContext(r.Context(), "clerk webhook", "type", event.Type, "message_id", event.MessageID, "changed", changed)
+	if event.Type == accounts.ClerkUserDeleted {
+		if id, err := s.accounts.ClerkUserID(r.Context(), event.User.ID); err == nil {
+			s.endSessions(r.Context(), id, "")
+		} else {
+			s.logger.ErrorContext(r.Context(), "find the deleted clerk user to close their streams", "err", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
 }

@@ -161,6 +161,12 @@ func notFoundAt(path string) error {
 	return errorf(luna.CodeNotFound, "Not found.")
 }
 
+// tokenFrom returns the bearer token of a request that passed requireUser.
+func tokenFrom(ctx context.Context) string {
+	t, _ := ctx.Value(tokenKey).(string)
+	return t
+}
+
 // userFrom returns the signed-in user of a request that passed requireUser.
 func userFrom(ctx context.Context) luna.User {
 	u, _ := ctx.Value(userKey).(luna.User)

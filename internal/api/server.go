@@ -4,6 +4,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -38,6 +39,9 @@ type Config struct {
 	Bus           *events.Bus
 	// HeartbeatEvery is the idle interval of SSE heartbeats; default 15s.
 	HeartbeatEvery time.Duration
+	// SessionCheckEvery is how often an open stream re-checks its session,
+	// in case the bus's "session ended" signal was missed; default 30s.
+	SessionCheckEvery time.Duration
 	// AuthMode is "local" (built-in accounts: sign-up, login, logout
 	// routes work) or "clerk" (those routes answer not_found and
 	// ClerkWebhooks verifies webhook deliveries).
@@ -61,25 +65,26 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	db             *store.DB
-	accounts       *accounts.Service
-	ledger         *credits.Ledger
-	authenticator  Authenticator
-	authMode       string
-	clerkWebhooks  *clerk.WebhookVerifier
-	logger         *slog.Logger
-	maxBodyBytes   int64
-	authLimiter    *rateLimiter
-	userLimiter    *rateLimiter
-	imageCost      int64
-	trustProxy     bool
-	handler        http.Handler
-	chat           *chat.Service
-	images         *images.Service
-	bus            *events.Bus
-	heartbeatEvery time.Duration
-	streamsDone    chan struct{}
-	closeStreams   sync.Once
+	db                *store.DB
+	accounts          *accounts.Service
+	ledger            *credits.Ledger
+	authenticator     Authenticator
+	authMode          string
+	clerkWebhooks     *clerk.WebhookVerifier
+	logger            *slog.Logger
+	maxBodyBytes      int64
+	authLimiter       *rateLimiter
+	userLimiter       *rateLimiter
+	imageCost         int64
+	trustProxy        bool
+	handler           http.Handler
+	chat              *chat.Service
+	images            *images.Service
+	bus               *events.Bus
+	heartbeatEvery    time.Duration
+	sessionCheckEvery time.Duration
+	streamsDone       chan struct{}
+	closeStreams      sync.Once
 }
 
 // Auth modes.
@@ -94,6 +99,7 @@ func New(cfg Config) *Server {
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
 		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
 		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, trustProxy: cfg.TrustProxy, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
+		sessionCheckEvery: cmp.Or(cfg.SessionCheckEvery, 30*time.Second),
 	}
 	if s.heartbeatEvery <= 0 {
 		s.heartbeatEvery = 15 * time.Second

@@ -2,10 +2,14 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
+
+	"luna"
 )
 
 // sseWriteTimeout bounds each write to a stream: a client that stops
@@ -88,18 +92,82 @@ func (sw *sseWriter) comment(text string) error {
 	return sw.flush()
 }
 
-// streamContext ends when the request does or when the server closes its
-// streams for shutdown.
+// streamContext ends when the request does, when the server closes its
+// streams for shutdown, or when the session the stream was opened with ends
+// (signed out or its user deleted, on any instance: told through the
+// events bus, and checked every sessionCheckEvery in case a signal was
+// missed).
 func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(r.Context())
+	user, token := userFrom(r.Context()), tokenFrom(r.Context())
+	watch := s.bus.WatchSession(user.ID, sessionKey(token))
 	go func() {
-		select {
-		case <-s.streamsDone:
-			cancel()
-		case <-ctx.Done():
+		defer watch.Close()
+		check := time.NewTicker(s.sessionCheckEvery)
+		defer check.Stop()
+		for {
+			select {
+			case <-s.streamsDone:
+				cancel()
+				return
+			case <-watch.Ended:
+				cancel()
+				return
+			case <-check.C:
+				if !s.stillSignedIn(ctx, user, token) {
+					cancel()
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	return ctx, cancel
+}
+
+// sessionKey names a session on the events bus: a hash of its token (not
+// the one stored in the database), so that a notification reveals nothing
+// usable.
+func sessionKey(token string) string {
+	sum := sha256.Sum256([]byte("luna stream session\x00" + token))
+	return hex.EncodeToString(sum[:16])
+}
+
+// endSessions closes the streams of one session of the user (key), or of
+// all of them (key ""), on every instance.
+func (s *Server) endSessions(ctx context.Context, userID, key string) {
+	if err := s.bus.EndSessions(context.WithoutCancel(ctx), userID, key); err != nil {
+		s.logger.ErrorContext(ctx, "tell instances a session ended", "user_id", userID, "err", err)
+	}
+}
+
+// stillSignedIn reports whether a stream's session still holds: with
+// built-in accounts, its token still authenticates (not signed out or
+// expired, user not deleted); with Clerk, whose short-lived token is
+// expected to expire under a long stream, its user is not deleted. A
+// database failure keeps the stream open.
+func (s *Server) stillSignedIn(ctx context.Context, user luna.User, token string) bool {
+	var err error
+	if s.authMode == AuthLocal {
+		_, err = s.authenticator.Authenticate(ctx, token)
+	} else {
+		var u luna.User
+		if u, err = s.accounts.GetUser(ctx, user.ID); err == nil && u.DeletedAt != nil {
+			return false
+		}
+	}
+	switch code := luna.ErrorCode(err); {
+	case err == nil:
+		return true
+	case code == luna.CodeUnauthorized || code == luna.CodeNotFound:
+		return false
+	default:
+		if ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "could not re-check a stream's session", "err", err)
+		}
+		return true
+	}
 }
 
 // CloseStreams ends every open event stream (at shutdown, so that the

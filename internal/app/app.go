@@ -57,6 +57,10 @@ type Config struct {
 	TrustProxy      bool          // count clients by X-Forwarded-For (behind a reverse proxy)
 	ShutdownTimeout time.Duration // how long running requests get on SIGTERM
 	SweepInterval   time.Duration // how often expired credit holds are voided
+	// SessionCheckInterval is how often open event streams re-check their
+	// session (a safety net: sign-outs and deleted users close streams at
+	// once through the events bus); default 30s.
+	SessionCheckInterval time.Duration
 
 	Chat   chat.Config // generation engine tuning; zero values take defaults
 	Images ImageConfig
@@ -180,7 +184,7 @@ func (a *App) init(ctx context.Context) error {
 	apiCfg := api.Config{
 		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Images: a.images, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit, UserRateLimit: cfg.UserRateLimit,
-		ImageCost: cmp.Or(cfg.Images.Jobs.Cost, 50), TrustProxy: cfg.TrustProxy,
+		ImageCost: cmp.Or(cfg.Images.Jobs.Cost, 50), TrustProxy: cfg.TrustProxy, SessionCheckEvery: cfg.SessionCheckInterval,
 	}
 	switch cfg.Auth {
 	case api.AuthLocal, "":

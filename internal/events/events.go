@@ -66,6 +66,21 @@ type MessageSubscription struct {
 // Close stops the subscription.
 func (s *MessageSubscription) Close() { s.bus.removeMessage(s) }
 
+// SessionWatch ends when its session does: Ended is closed when the
+// session is signed out or its user deleted, on any instance.
+type SessionWatch struct {
+	Ended <-chan struct{}
+
+	ended  chan struct{}
+	once   sync.Once
+	bus    *hub
+	userID string
+	key    string
+}
+
+// Close stops watching.
+func (w *SessionWatch) Close() { w.bus.removeSession(w) }
+
 // userBuffer is how many events a slow /v1/events client may fall behind
 // before it is told to resync.
 const userBuffer = 256
@@ -75,10 +90,45 @@ type hub struct {
 	mu       sync.Mutex
 	users    map[string]map[*UserSubscription]struct{}
 	messages map[string]map[*MessageSubscription]struct{}
+	sessions map[string]map[*SessionWatch]struct{} // by user id
 }
 
 func newHub() *hub {
-	return &hub{users: map[string]map[*UserSubscription]struct{}{}, messages: map[string]map[*MessageSubscription]struct{}{}}
+	return &hub{users: map[string]map[*UserSubscription]struct{}{}, messages: map[string]map[*MessageSubscription]struct{}{},
+		sessions: map[string]map[*SessionWatch]struct{}{}}
+}
+
+func (h *hub) watchSession(userID, key string) *SessionWatch {
+	w := &SessionWatch{ended: make(chan struct{}), bus: h, userID: userID, key: key}
+	w.Ended = w.ended
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sessions[userID] == nil {
+		h.sessions[userID] = map[*SessionWatch]struct{}{}
+	}
+	h.sessions[userID][w] = struct{}{}
+	return w
+}
+
+func (h *hub) removeSession(w *SessionWatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.sessions[w.userID], w)
+	if len(h.sessions[w.userID]) == 0 {
+		delete(h.sessions, w.userID)
+	}
+}
+
+// endSessions ends the watches of one session of the user, or of all of
+// them when key is empty.
+func (h *hub) endSessions(userID, key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.sessions[userID] {
+		if key == "" || w.key == key {
+			w.once.Do(func() { close(w.ended) })
+		}
+	}
 }
 
 func (h *hub) subscribeUser(userID string) *UserSubscription {
@@ -162,9 +212,10 @@ func (b *Bus) Distributed() bool { return b.distributed }
 
 // notification is what travels between instances: ids only.
 type notification struct {
-	UserID     string   `json:"u,omitempty"`
-	Change     *Change  `json:"c,omitempty"`
-	MessageIDs []string `json:"m,omitempty"`
+	UserID       string   `json:"u,omitempty"`
+	Change       *Change  `json:"c,omitempty"`
+	MessageIDs   []string `json:"m,omitempty"`
+	EndedSession *string  `json:"s,omitempty"` // "" = all of the user's sessions
 }
 
 // NewLocal returns an in-process bus.
@@ -180,6 +231,8 @@ func (h *hub) dispatch(n notification) {
 	switch {
 	case n.Change != nil && n.UserID != "":
 		h.deliverUser(n.UserID, *n.Change)
+	case n.EndedSession != nil && n.UserID != "":
+		h.endSessions(n.UserID, *n.EndedSession)
 	default:
 		for _, id := range n.MessageIDs {
 			h.deliverMessage(id)
@@ -216,6 +269,17 @@ func (b *Bus) PublishMessages(ctx context.Context, messageIDs []string) error {
 	}
 	return nil
 }
+
+// EndSessions tells every instance that one of the user's sessions ended
+// (signed out), or with key "" all of them (the user was deleted), so that
+// the streams opened with it close. key is whatever identifies a session to
+// WatchSession; it travels in a notification, so it must not be a secret.
+func (b *Bus) EndSessions(ctx context.Context, userID, key string) error {
+	return b.publish(ctx, notification{UserID: userID, EndedSession: &key})
+}
+
+// WatchSession watches one of the user's sessions on this instance.
+func (b *Bus) WatchSession(userID, key string) *SessionWatch { return b.hub.watchSession(userID, key) }
 
 // SubscribeUser subscribes to one user's events on this instance.
 func (b *Bus) SubscribeUser(userID string) *UserSubscription { return b.hub.subscribeUser(userID) }

@@ -73,6 +73,38 @@ func testBus(t *testing.T, publisher, subscriber *events.Bus) {
 		t.Fatalf("bob got alice's event %+v", ev)
 	case <-time.After(100 * time.Millisecond):
 	}
+
+	// A session's end reaches its watches only; a user's end all of theirs.
+	aliceOne, aliceTwo, bobOne := subscriber.WatchSession("alice", "k1"), subscriber.WatchSession("alice", "k2"), subscriber.WatchSession("bob", "k1")
+	defer aliceOne.Close()
+	defer aliceTwo.Close()
+	defer bobOne.Close()
+	ended := func(w *events.SessionWatch, within time.Duration) bool {
+		select {
+		case <-w.Ended:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	if err := publisher.EndSessions(ctx, "alice", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if !ended(aliceOne, 5*time.Second) {
+		t.Fatal("alice's session k1 did not end")
+	}
+	if ended(aliceTwo, 100*time.Millisecond) || ended(bobOne, 0) {
+		t.Fatal("ending alice's k1 ended another session")
+	}
+	if err := publisher.EndSessions(ctx, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !ended(aliceTwo, 5*time.Second) {
+		t.Fatal("ending all of alice's sessions left k2")
+	}
+	if ended(bobOne, 100*time.Millisecond) {
+		t.Fatal("ending alice's sessions ended bob's")
+	}
 }
 
 // A subscriber that stops reading is told to resync instead of blocking

@@ -51,6 +51,9 @@ func eventType(n notification) string {
 	if n.Change != nil {
 		return n.Change.Type
 	}
+	if n.EndedSession != nil {
+		return "session end"
+	}
 	return "message signals"
 }
 
