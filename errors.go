@@ -23,6 +23,7 @@ const (
 	CodeConflict             = "conflict"               // 409
 	CodeEmailTaken           = "email_taken"            // 409: an account with this email exists
 	CodeGenerationInProgress = "generation_in_progress" // 409
+	CodeIdempotencyConflict  = "idempotency_conflict"   // 409: the request's idempotency key (clientMessageId, clientRequestId) was used for a different request
 	CodePayloadTooLarge      = "payload_too_large"      // 413
 	CodeUnsupportedMedia     = "unsupported_media_type" // 415
 	CodeRateLimited          = "rate_limited"           // 429

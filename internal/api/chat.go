@@ -156,7 +156,7 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	userMsg, reply, err := s.chat.Send(r.Context(), chat.SendRequest{
 		UserID: userFrom(r.Context()).ID, ConversationID: r.PathValue("id"),
-		Content: req.Content, ClientMessageID: req.ClientMessageID,
+		Content: req.Content, ClientMessageID: req.ClientMessageID, RateLimit: s.userRate(r),
 	})
 	if err != nil {
 		s.writeError(w, r, err)

@@ -19,7 +19,7 @@ func (s *Server) handleCreateImage(w http.ResponseWriter, r *http.Request) {
 	}
 	job, err := s.images.Create(r.Context(), images.CreateRequest{
 		UserID: userFrom(r.Context()).ID, Prompt: req.Prompt, Resolution: req.Resolution,
-		ConversationID: req.ConversationID, ClientRequestID: req.ClientRequestID,
+		ConversationID: req.ConversationID, ClientRequestID: req.ClientRequestID, RateLimit: s.userRate(r),
 	})
 	if err != nil {
 		if err == images.ErrQueueFull {

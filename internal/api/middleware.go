@@ -3,18 +3,18 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"luna"
 	"luna/internal/chat"
 	"luna/internal/images"
+	"luna/internal/ratelimit"
 )
 
 type contextKey int
@@ -173,38 +173,6 @@ func userFrom(ctx context.Context) luna.User {
 	return u
 }
 
-// rateLimiter is a fixed-window counter per key (client address). It is
-// deliberately small: it guards sign-up and login against guessing, on one
-// instance; it is not a quota system.
-type rateLimiter struct {
-	mu      sync.Mutex
-	limit   int
-	window  time.Duration
-	start   time.Time
-	counts  map[string]int
-	nowFunc func() time.Time
-}
-
-func newRateLimiter(limit int, window time.Duration) *rateLimiter {
-	return &rateLimiter{limit: limit, window: window, counts: map[string]int{}, nowFunc: time.Now}
-}
-
-// allow counts one attempt for key and reports whether it is within the
-// limit, and otherwise how long until the window resets.
-func (l *rateLimiter) allow(key string) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.nowFunc()
-	if now.Sub(l.start) >= l.window {
-		l.start, l.counts = now, map[string]int{}
-	}
-	l.counts[key]++
-	if l.counts[key] > l.limit {
-		return false, l.start.Add(l.window).Sub(now)
-	}
-	return true, 0
-}
-
 // clientAddress is the address the auth rate limit counts by: the peer,
 // or — behind a trusted reverse proxy — the address that proxy saw (the last
 // entry of X-Forwarded-For, which the proxy appended).
@@ -227,22 +195,31 @@ func (s *Server) clientAddress(r *http.Request) string {
 
 // limitAuth limits sign-up and login attempts per client address.
 func (s *Server) limitAuth(next http.HandlerFunc) http.HandlerFunc {
-	return s.limit(s.authLimiter, s.clientAddress, "Too many attempts; try again in a minute.", next)
+	return s.limit(s.authLimiter, s.clientAddress, next)
 }
 
-// limitUser limits a signed-in user's costly requests (sends, images).
+// limitUser counts a signed-in user's request against their request rate.
+// Sends and image requests count inside their own transactions instead
+// (see userRate), so that a retried request is not counted twice.
 func (s *Server) limitUser(next http.HandlerFunc) http.HandlerFunc {
-	return s.limit(s.userLimiter, func(r *http.Request) string { return userFrom(r.Context()).ID },
-		"Too many requests; slow down a little.", next)
+	return s.limit(s.userLimiter, func(r *http.Request) string { return userFrom(r.Context()).ID }, next)
 }
 
-func (s *Server) limit(l *rateLimiter, key func(*http.Request) string, message string, next http.HandlerFunc) http.HandlerFunc {
+// limit answers 429 with Retry-After (see writeError) once key(r) is over
+// l's limit; the count is one statement, shared by every instance.
+func (s *Server) limit(l *ratelimit.Limiter, key func(*http.Request) string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if ok, retry := l.allow(key(r)); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
-			s.writeError(w, r, errorf(luna.CodeRateLimited, "%s", message))
+		if err := l.Allow(r.Context(), key(r)); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		next(w, r)
 	}
+}
+
+// userRate returns the function that counts a request of the signed-in
+// user against their request rate inside the caller's transaction.
+func (s *Server) userRate(r *http.Request) func(context.Context, *sql.Tx) error {
+	userID := userFrom(r.Context()).ID
+	return func(ctx context.Context, tx *sql.Tx) error { return s.userLimiter.AllowTx(ctx, tx, userID) }
 }

@@ -9,10 +9,13 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"luna"
+	"luna/internal/ratelimit"
 )
 
 // statusByCode maps every stable error code to its HTTP status.
@@ -28,6 +31,7 @@ var statusByCode = map[string]int{
 	luna.CodeConflict:             http.StatusConflict,
 	luna.CodeEmailTaken:           http.StatusConflict,
 	luna.CodeGenerationInProgress: http.StatusConflict,
+	luna.CodeIdempotencyConflict:  http.StatusConflict,
 	luna.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	luna.CodeUnsupportedMedia:     http.StatusUnsupportedMediaType,
 	luna.CodeRateLimited:          http.StatusTooManyRequests,
@@ -69,6 +73,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, message := luna.ErrorCode(err), luna.ErrorMessage(err)
 	status := StatusForCode(code)
+	var limited *ratelimit.ExceededError
+	if errors.As(err, &limited) {
+		// The end of the rate window, in whole seconds rounded up: never
+		// "0", which would invite an immediate retry.
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((limited.Wait+time.Second-1)/time.Second))))
+	}
 	if status >= 500 {
 		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"request_id", requestID(r.Context()), "err", err)

@@ -19,6 +19,7 @@ import (
 	"luna/internal/credits"
 	"luna/internal/events"
 	"luna/internal/images"
+	"luna/internal/ratelimit"
 	"luna/internal/store"
 )
 
@@ -51,10 +52,11 @@ type Config struct {
 	// MaxBodyBytes limits JSON request bodies; default 64 KiB.
 	MaxBodyBytes int64
 	// AuthRateLimit is how many sign-up/login attempts one client address
-	// may make per minute; default 20.
+	// may make per minute, across all instances; default 20.
 	AuthRateLimit int
-	// UserRateLimit is how many messages and image requests one user may
-	// send per minute; default 60.
+	// UserRateLimit is how many messages, image requests and new
+	// conversations one user may send per minute, across all instances;
+	// default 60.
 	UserRateLimit int
 	// ImageCost is the price of an image, published by GET /v1/auth/config.
 	ImageCost int64
@@ -73,8 +75,8 @@ type Server struct {
 	clerkWebhooks     *clerk.WebhookVerifier
 	logger            *slog.Logger
 	maxBodyBytes      int64
-	authLimiter       *rateLimiter
-	userLimiter       *rateLimiter
+	authLimiter       *ratelimit.Limiter
+	userLimiter       *ratelimit.Limiter
 	imageCost         int64
 	trustProxy        bool
 	handler           http.Handler
@@ -114,12 +116,14 @@ func New(cfg Config) *Server {
 	if perMinute <= 0 {
 		perMinute = 20
 	}
-	s.authLimiter = newRateLimiter(perMinute, time.Minute)
+	s.authLimiter = ratelimit.New(s.db, ratelimit.Config{Scope: "auth", Limit: perMinute, Window: time.Minute,
+		Message: "Too many attempts; try again in a minute."})
 	userPerMinute := cfg.UserRateLimit
 	if userPerMinute <= 0 {
 		userPerMinute = 60
 	}
-	s.userLimiter = newRateLimiter(userPerMinute, time.Minute)
+	s.userLimiter = ratelimit.New(s.db, ratelimit.Config{Scope: "user", Limit: userPerMinute, Window: time.Minute,
+		Message: "Too many requests; slow down a little."})
 	s.handler = s.routes()
 	return s
 }
@@ -152,20 +156,20 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/me", true, s.handleMe},
 		{"GET", "/v1/models", true, s.handleListModels},
 
-		{"POST", "/v1/conversations", true, s.handleCreateConversation},
+		{"POST", "/v1/conversations", true, s.limitUser(s.handleCreateConversation)},
 		{"GET", "/v1/conversations", true, s.handleListConversations},
 		{"GET", "/v1/conversations/{id}", true, s.handleGetConversation},
 		{"PATCH", "/v1/conversations/{id}", true, s.handleRenameConversation},
 		{"DELETE", "/v1/conversations/{id}", true, s.handleDeleteConversation},
 		{"GET", "/v1/conversations/{id}/messages", true, s.handleListMessages},
-		{"POST", "/v1/conversations/{id}/messages", true, s.limitUser(s.handleSendMessage)},
+		{"POST", "/v1/conversations/{id}/messages", true, s.handleSendMessage}, // rate counted in the send (userRate)
 		{"GET", "/v1/messages/{id}", true, s.handleGetMessage},
 		{"GET", "/v1/messages/{id}/stream", true, s.handleMessageStream},
 		{"POST", "/v1/messages/{id}/cancel", true, s.handleCancelMessage},
 		{"GET", "/v1/events", true, s.handleEvents},
 		{"GET", "/v1/credits/entries", true, s.handleListCreditEntries},
 
-		{"POST", "/v1/images", true, s.limitUser(s.handleCreateImage)},
+		{"POST", "/v1/images", true, s.handleCreateImage}, // rate counted in the request (userRate)
 		{"GET", "/v1/images", true, s.handleListImages},
 		{"GET", "/v1/images/{id}", true, s.handleGetImage},
 	}

@@ -28,6 +28,7 @@ import (
 	"luna/internal/llm"
 	"luna/internal/llm/demo"
 	"luna/internal/models"
+	"luna/internal/ratelimit"
 	"luna/internal/store"
 	"luna/internal/web"
 )
@@ -52,8 +53,8 @@ type Config struct {
 	ClerkWebhookSecret     string
 
 	MaxBodyBytes    int64
-	AuthRateLimit   int           // sign-up/login attempts per client address per minute
-	UserRateLimit   int           // messages and image requests per user per minute
+	AuthRateLimit   int           // sign-up/login attempts per client address per minute, all instances together
+	UserRateLimit   int           // messages, image requests and new conversations per user per minute, all instances together
 	TrustProxy      bool          // count clients by X-Forwarded-For (behind a reverse proxy)
 	ShutdownTimeout time.Duration // how long running requests get on SIGTERM
 	SweepInterval   time.Duration // how often expired credit holds are voided
@@ -332,6 +333,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	sweeper := &credits.Sweeper{Ledger: a.ledger, Interval: a.cfg.SweepInterval, Logger: a.logger}
 	wg.Go(func() { sweeper.Run(bgCtx) })
+	limitPruner := &ratelimit.Pruner{DB: a.db, Logger: a.logger}
+	wg.Go(func() { limitPruner.Run(bgCtx) })
 	wg.Go(func() { a.chat.Run(bgCtx) })
 	wg.Go(func() { a.images.Run(bgCtx) })
 	if err := a.images.Start(context.WithoutCancel(ctx)); err != nil {

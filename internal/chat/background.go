@@ -370,13 +370,19 @@ func (e *engine) generateTitle(conv Conversation, g *generation, reply string) {
 		ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.TitleTimeout)
 		defer cancel()
 		var b strings.Builder
-		_, err := e.s.streamer.Stream(ctx, llm.Request{
-			BaseURL: g.model.BaseURL, APIKey: g.model.APIKey, Model: g.model.ServedModelName, MaxTokens: 20,
-			ConnectTimeout: g.model.ConnectTimeout, FirstTokenTimeout: e.s.cfg.TitleTimeout,
-			Messages: []llm.Message{{Role: "user", Content: "Write a short title (at most 6 words) for this conversation. " +
-				"Reply with the title only, no quotes.\n\nUser: " + truncateRunes(question, 1000) +
-				"\n\nAssistant: " + truncateRunes(reply, 1000)}},
-		}, func(t string) { b.WriteString(t) })
+		// A title asks the model like a reply does: it takes one of the
+		// model's upstream slots, or falls back when none frees in time.
+		release, err := e.acquireModelSlot(ctx, g.model.ID)
+		if err == nil {
+			_, err = e.s.streamer.Stream(ctx, llm.Request{
+				BaseURL: g.model.BaseURL, APIKey: g.model.APIKey, Model: g.model.ServedModelName, MaxTokens: 20,
+				ConnectTimeout: g.model.ConnectTimeout, FirstTokenTimeout: e.s.cfg.TitleTimeout,
+				Messages: []llm.Message{{Role: "user", Content: "Write a short title (at most 6 words) for this conversation. " +
+					"Reply with the title only, no quotes.\n\nUser: " + truncateRunes(question, 1000) +
+					"\n\nAssistant: " + truncateRunes(reply, 1000)}},
+			}, func(t string) { b.WriteString(t) })
+			release()
+		}
 		title := cleanGeneratedTitle(b.String())
 		if err != nil || title == "" {
 			if err != nil {

@@ -34,6 +34,7 @@ var (
 	ErrModelUnavailable     = &luna.Error{Code: luna.CodeModelUnavailable, Message: "This conversation's model is no longer available."}
 	ErrShuttingDown         = &luna.Error{Code: luna.CodeUnavailable, Message: "The server is restarting; try again in a moment."}
 	ErrTooManyRunning       = &luna.Error{Code: luna.CodeRateLimited, Message: "Too many replies are being generated at once; wait for one to finish."}
+	ErrClientMessageIDReuse = &luna.Error{Code: luna.CodeIdempotencyConflict, Message: "This clientMessageId was already used for a different message in this conversation."}
 )
 
 // Limits on what users send.

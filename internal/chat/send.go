@@ -21,7 +21,16 @@ type SendRequest struct {
 	ConversationID  string
 	Content         string
 	ClientMessageID string // optional; a retried send with the same id returns the first result
+	// RateLimit, if set, counts the send against the user's request rate
+	// inside its transaction, once the send is known not to be a retry:
+	// retries are never counted, and neither are sends refused later in
+	// the transaction (it rolls back).
+	RateLimit func(ctx context.Context, tx *sql.Tx) error
 }
+
+// errRetried ends a send's transaction when it turns out to be a retry of
+// a send committed meanwhile.
+var errRetried = errors.New("retried send")
 
 // Send stores the user's message and an assistant placeholder, reserves
 // the most the reply can cost, and starts generating the reply. It returns
@@ -41,7 +50,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		return Message{}, Message{}, err
 	}
 	if req.ClientMessageID != "" {
-		if u, r, found, err := s.findSent(ctx, conv.ID, req.ClientMessageID); err != nil || found {
+		if u, r, found, err := s.findSent(ctx, s.db, conv.ID, req.ClientMessageID, content); err != nil || found {
 			return u, r, err
 		}
 	}
@@ -82,6 +91,24 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		// replies one after the other (SQLite serialises anyway).
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
 			return fmt.Errorf("lock user: %w", err)
+		}
+		if req.ClientMessageID != "" {
+			// A retry of this send may have committed while this one
+			// waited for the lock: answer with its messages, before any
+			// limit counts this request.
+			u, r, found, err := s.findSent(ctx, tx, conv.ID, req.ClientMessageID, content)
+			if err != nil {
+				return err
+			}
+			if found {
+				userMsg, reply = u, r
+				return errRetried
+			}
+		}
+		if req.RateLimit != nil {
+			if err := req.RateLimit(ctx, tx); err != nil {
+				return err
+			}
 		}
 		var running int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND status IN ('pending', 'streaming')`,
@@ -133,10 +160,13 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		}
 		return nil
 	})
+	if errors.Is(err, errRetried) {
+		return userMsg, reply, nil
+	}
 	if store.IsUniqueViolation(err) && req.ClientMessageID != "" {
 		// A concurrent retry of the same send won the race.
-		if u, r, found, ferr := s.findSent(ctx, conv.ID, req.ClientMessageID); ferr == nil && found {
-			return u, r, nil
+		if u, r, found, ferr := s.findSent(ctx, s.db, conv.ID, req.ClientMessageID, content); ferr != nil || found {
+			return u, r, ferr
 		}
 	}
 	if err != nil {
@@ -151,9 +181,12 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	return userMsg, reply, nil
 }
 
-// findSent returns the messages of an earlier send with the same client id.
-func (s *Service) findSent(ctx context.Context, conversationID, clientMessageID string) (userMsg, reply Message, found bool, err error) {
-	userMsg, err = scanMessage(s.db.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
+// findSent returns the messages of an earlier send with the same client id,
+// or ErrClientMessageIDReuse when that send had other content.
+func (s *Service) findSent(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, conversationID, clientMessageID, content string) (userMsg, reply Message, found bool, err error) {
+	userMsg, err = scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE conversation_id = $1 AND client_message_id = $2`, conversationID, clientMessageID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Message{}, Message{}, false, nil
@@ -161,7 +194,10 @@ func (s *Service) findSent(ctx context.Context, conversationID, clientMessageID 
 	if err != nil {
 		return Message{}, Message{}, false, fmt.Errorf("find sent message: %w", err)
 	}
-	reply, err = scanMessage(s.db.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
+	if userMsg.Content != content {
+		return Message{}, Message{}, false, ErrClientMessageIDReuse
+	}
+	reply, err = scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE parent_id = $1 AND role = 'assistant'`, userMsg.ID))
 	if err != nil {
 		return Message{}, Message{}, false, fmt.Errorf("find reply of sent message: %w", err)

@@ -31,6 +31,9 @@ const MaxPromptChars = 2000
 var (
 	ErrNotFound  = &luna.Error{Code: luna.CodeNotFound, Message: "Image not found."}
 	ErrQueueFull = &luna.Error{Code: luna.CodeRateLimited, Message: "Too many images in progress; wait for one to finish."}
+	// ErrClientRequestIDReuse answers a clientRequestId already used for
+	// a different request.
+	ErrClientRequestIDReuse = &luna.Error{Code: luna.CodeIdempotencyConflict, Message: "This clientRequestId was already used for a different image request."}
 )
 
 // Job is one image request.

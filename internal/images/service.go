@@ -60,7 +60,16 @@ type CreateRequest struct {
 	Resolution      int
 	ConversationID  string // optional; must be the user's
 	ClientRequestID string // optional; a retried request with the same id returns the first job
+	// RateLimit, if set, counts the request against the user's request
+	// rate inside its transaction, once it is known not to be a retry:
+	// retries are never counted, and neither are requests refused later
+	// in the transaction (it rolls back).
+	RateLimit func(ctx context.Context, tx *sql.Tx) error
 }
+
+// errRetried ends a request's transaction when it turns out to be a retry
+// of a request committed meanwhile.
+var errRetried = errors.New("retried image request")
 
 // Create reserves the image's credits and queues its job in one
 // transaction, and returns the job (status pending).
@@ -77,7 +86,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "clientRequestId must be at most 100 characters.")
 	}
 	if req.ClientRequestID != "" {
-		if j, err := s.byClientRequestID(ctx, req.UserID, req.ClientRequestID); err == nil || !errors.Is(err, ErrNotFound) {
+		if j, err := s.retried(ctx, s.db, req, prompt); err == nil || !errors.Is(err, ErrNotFound) {
 			return j, err
 		}
 	}
@@ -105,6 +114,24 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 		// one after the other (SQLite serialises anyway).
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
 			return fmt.Errorf("lock user: %w", err)
+		}
+		if req.ClientRequestID != "" {
+			// A retry of this request may have committed while this one
+			// waited for the lock: answer with its job, before any limit
+			// counts this request.
+			j, err := s.retried(ctx, tx, req, prompt)
+			if err == nil {
+				job = j
+				return errRetried
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		if req.RateLimit != nil {
+			if err := req.RateLimit(ctx, tx); err != nil {
+				return err
+			}
 		}
 		var queued int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM image_jobs WHERE user_id = $1 AND status IN ('pending', 'processing')`,
@@ -135,9 +162,12 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, errRetried) {
+		return job, nil
+	}
 	if store.IsUniqueViolation(err) && req.ClientRequestID != "" {
-		if j, ferr := s.byClientRequestID(ctx, req.UserID, req.ClientRequestID); ferr == nil {
-			return j, nil
+		if j, ferr := s.retried(ctx, s.db, req, prompt); !errors.Is(ferr, ErrNotFound) {
+			return j, ferr
 		}
 	}
 	if err != nil {
@@ -176,13 +206,24 @@ func scanJob(row interface{ Scan(...any) error }) (Job, error) {
 	return j, err
 }
 
-func (s *Service) byClientRequestID(ctx context.Context, userID, clientRequestID string) (Job, error) {
-	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM image_jobs WHERE user_id = $1 AND client_request_id = $2`,
-		userID, clientRequestID))
+// retried returns the job of an earlier request with req's client id,
+// ErrNotFound when there is none, or ErrClientRequestIDReuse when that
+// request asked for something else.
+func (s *Service) retried(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, req CreateRequest, prompt string) (Job, error) {
+	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM image_jobs WHERE user_id = $1 AND client_request_id = $2`,
+		req.UserID, req.ClientRequestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, ErrNotFound
 	}
-	return j, err
+	if err != nil {
+		return j, fmt.Errorf("find retried image request: %w", err)
+	}
+	if j.Prompt != prompt || j.Resolution != req.Resolution || j.ConversationID != req.ConversationID {
+		return Job{}, ErrClientRequestIDReuse
+	}
+	return j, nil
 }
 
 func (s *Service) get(ctx context.Context, id string) (Job, error) {
