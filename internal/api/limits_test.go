@@ -215,11 +215,28 @@ func TestCreatingConversationsIsRateLimited(t *testing.T) {
 }
 
 // inFlight is a reverse proxy in front of a fake model server that records
-// how many requests were ever in flight at once.
+// how many requests were ever in flight at once before their first body
+// byte (the fake's FirstTokenDelay). Only that phase is counted: a client
+// that has read [DONE] lets go of the request while the proxy may still be
+// finishing its copy.
 type inFlight struct {
 	mu       sync.Mutex
 	now, max int
 }
+
+// firstWrite calls done at the first body write (or never).
+type firstWrite struct {
+	http.ResponseWriter
+	once sync.Once
+	done func()
+}
+
+func (w *firstWrite) Write(b []byte) (int, error) {
+	w.once.Do(w.done)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *firstWrite) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (f *inFlight) proxy(t *testing.T, target string) string {
 	u, err := url.Parse(target)
@@ -234,12 +251,13 @@ func (f *inFlight) proxy(t *testing.T, target string) string {
 		f.now++
 		f.max = max(f.max, f.now)
 		f.mu.Unlock()
-		defer func() {
+		fw := &firstWrite{ResponseWriter: w, done: func() {
 			f.mu.Lock()
 			f.now--
 			f.mu.Unlock()
-		}()
-		rp.ServeHTTP(w, r)
+		}}
+		defer fw.once.Do(fw.done)
+		rp.ServeHTTP(fw, r)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -256,7 +274,7 @@ func (f *inFlight) peak() int {
 func TestTitleRequestsCountTowardTheModelCap(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
 		fake := llmtest.New(t)
-		fake.SetDefault(llmtest.Script{Tokens: []string{"Sunny", " day"}, FirstTokenDelay: 300 * time.Millisecond})
+		fake.SetDefault(llmtest.Script{Tokens: []string{"Sunny", " day"}, FirstTokenDelay: 600 * time.Millisecond})
 		var flight inFlight
 		base := flight.proxy(t, fake.BaseURL()[:len(fake.BaseURL())-len("/v1")]) + "/v1"
 		s := newTestServer(t, dialect, func(c *app.Config) {
@@ -290,7 +308,7 @@ func TestTitleRequestsCountTowardTheModelCap(t *testing.T) {
 			t.Fatalf("upstream requests = %d, want two replies and two titles", len(got))
 		}
 		if got := flight.peak(); got != 1 {
-			t.Fatalf("%d upstream requests ran at once with a cap of 1", got)
+			t.Fatalf("%d upstream requests waited for their first token at once with a cap of 1", got)
 		}
 	})
 }
