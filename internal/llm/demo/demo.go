@@ -68,8 +68,8 @@ type handler struct {
 
 // NewHandler returns the demo model's handler. It serves
 // POST /chat/completions (streaming and not) and GET /models relative to
-// where it is mounted: mount it with http.StripPrefix, e.g. under
-// "/demo/v1" so that its base URL is http://host/demo/v1.
+// where it is mounted: mount it with http.StripPrefix, e.g. under "/v1"
+// so that its base URL is http://host/v1.
 func NewHandler(opts Options) http.Handler {
 	tps := opts.TokensPerSecond
 	if tps <= 0 {
