@@ -46,11 +46,11 @@ export class UsageView {
   renderSummary() {
     const c = this.app.credits;
     if (!c) return;
-    const item = (term, value, id) => [h('dt', null, term), h('dd', { id }, value)];
+    const item = (term, value, id) => h('div', { class: 'usage-figure' }, h('dt', null, term), h('dd', { id }, value));
     this.summary.replaceChildren(
-      ...item('Available', creditsText(c.available), 'usage-available'),
-      ...item('Held for work in progress', creditsText(c.reserved), 'usage-held'),
-      ...item('Balance', creditsText(c.balance), 'usage-balance'));
+      item('Available', creditsText(c.available), 'usage-available'),
+      item('Held for work in progress', creditsText(c.reserved), 'usage-held'),
+      item('Balance', creditsText(c.balance), 'usage-balance'));
   }
 
   async load() {
