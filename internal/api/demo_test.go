@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"luna/internal/app"
 	"luna/internal/imagegen/imagegentest"
@@ -79,6 +80,9 @@ func TestDemoModeEndToEnd(t *testing.T) {
 			c.Demo = true
 			c.Chat = fastChat
 			fastImages(c)
+			// The demo endpoint really draws the picture: give it time on a
+			// busy machine under the race detector.
+			c.Images.Jobs.Timeout = time.Minute
 		})
 		s.runBackground()
 		token := s.signup("demo@example.com")
