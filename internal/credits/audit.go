@@ -31,7 +31,8 @@ type AuditReport struct {
 
 // Audit recomputes every user's balance and reserved credits from the
 // ledger entries and checks them against the stored sums, the active
-// reservations, and each reservation's own entries.
+// reservations, each reservation's own entries (what it held, captured,
+// charged beyond the hold, and could not charge), and each entry's shape.
 func (l *Ledger) Audit(ctx context.Context) (AuditReport, error) {
 	var report AuditReport
 	rows, err := l.db.QueryContext(ctx, `
@@ -73,40 +74,77 @@ func (l *Ledger) Audit(ctx context.Context) (AuditReport, error) {
 	}
 
 	rows, err = l.db.QueryContext(ctx, `
-		SELECT r.id, r.user_id, r.status, r.amount, COALESCE(r.captured, 0),
-		       COALESCE(CAST(SUM(e.reserved_delta) AS BIGINT), 0), COALESCE(CAST(SUM(e.balance_delta) AS BIGINT), 0)
+		SELECT r.id, r.user_id, r.status, r.amount, COALESCE(r.captured, 0), r.extra_charged, r.shortfall,
+		       COALESCE(CAST(SUM(e.reserved_delta) AS BIGINT), 0), COALESCE(CAST(SUM(e.balance_delta) AS BIGINT), 0),
+		       COALESCE(CAST(SUM(e.shortfall) AS BIGINT), 0)
 		FROM credit_reservations r LEFT JOIN credit_entries e ON e.reservation_id = r.id
-		GROUP BY r.id, r.user_id, r.status, r.amount, r.captured
+		GROUP BY r.id, r.user_id, r.status, r.amount, r.captured, r.extra_charged, r.shortfall
 		ORDER BY r.id`)
 	if err != nil {
 		return report, fmt.Errorf("audit reservations: %w", err)
 	}
-	defer rows.Close()
 	for rows.Next() {
 		var id, userID, status string
-		var amount, captured, reservedSum, balanceSum int64
-		if err := rows.Scan(&id, &userID, &status, &amount, &captured, &reservedSum, &balanceSum); err != nil {
+		var amount, captured, extra, shortfall, reservedSum, balanceSum, shortfallSum int64
+		if err := rows.Scan(&id, &userID, &status, &amount, &captured, &extra, &shortfall, &reservedSum, &balanceSum, &shortfallSum); err != nil {
+			rows.Close()
 			return report, fmt.Errorf("audit reservations: %w", err)
 		}
 		report.Reservations++
-		wantReserved, wantSpent := int64(0), int64(0)
+		add := func(problem string, stored, computed int64) {
+			if stored != computed {
+				report.Mismatches = append(report.Mismatches, Mismatch{UserID: userID, ReservationID: id,
+					Problem: problem, Stored: stored, Computed: computed})
+			}
+		}
+		wantReserved, wantSpent := int64(0), extra
 		if status == StatusActive {
 			wantReserved = amount
 		}
 		if status == StatusCaptured {
-			wantSpent = captured
+			wantSpent += captured
 		}
-		if reservedSum != wantReserved {
-			report.Mismatches = append(report.Mismatches, Mismatch{UserID: userID, ReservationID: id,
-				Problem: "held amount differs from the reservation's status " + status, Stored: wantReserved, Computed: reservedSum})
-		}
-		if -balanceSum != wantSpent {
-			report.Mismatches = append(report.Mismatches, Mismatch{UserID: userID, ReservationID: id,
-				Problem: "spent amount differs from the captured amount", Stored: wantSpent, Computed: -balanceSum})
+		add("held amount differs from the reservation's status "+status, wantReserved, reservedSum)
+		add("spent amount differs from the captured and charged amounts", wantSpent, -balanceSum)
+		add("shortfall differs from its entries' shortfall", shortfall, shortfallSum)
+		if status == StatusActive && extra+shortfall != 0 {
+			add("an active hold was charged", 0, extra+shortfall)
 		}
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return report, fmt.Errorf("audit reservations: %w", err)
+	}
+
+	// Every entry has its kind's shape: a grant adds, a reserve only holds,
+	// a capture spends at most what it releases from the hold, a release
+	// or an expiry only frees, a charge only spends and names its hold.
+	rows, err = l.db.QueryContext(ctx, `
+		SELECT id, user_id, kind, balance_delta, reserved_delta FROM credit_entries
+		WHERE shortfall < 0
+		   OR (kind = 'grant' AND NOT (balance_delta > 0 AND reserved_delta = 0))
+		   OR (kind = 'adjust' AND NOT (balance_delta <> 0 AND reserved_delta = 0))
+		   OR (kind = 'reserve' AND NOT (balance_delta = 0 AND reserved_delta > 0 AND reservation_id IS NOT NULL))
+		   OR (kind = 'capture' AND NOT (balance_delta <= 0 AND reserved_delta < 0 AND balance_delta >= reserved_delta AND reservation_id IS NOT NULL))
+		   OR (kind IN ('release', 'expire') AND NOT (balance_delta = 0 AND reserved_delta < 0 AND reservation_id IS NOT NULL))
+		   OR (kind = 'charge' AND NOT (balance_delta <= 0 AND reserved_delta = 0 AND reservation_id IS NOT NULL))
+		   OR (kind <> 'charge' AND shortfall <> 0)
+		ORDER BY id`)
+	if err != nil {
+		return report, fmt.Errorf("audit entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, balance, reserved int64
+		var userID, kind string
+		if err := rows.Scan(&id, &userID, &kind, &balance, &reserved); err != nil {
+			return report, fmt.Errorf("audit entries: %w", err)
+		}
+		report.Mismatches = append(report.Mismatches, Mismatch{UserID: userID,
+			Problem: fmt.Sprintf("entry %d is not a valid %s (balance delta %d, reserved delta %d)", id, kind, balance, reserved)})
+	}
+	if err := rows.Err(); err != nil {
+		return report, fmt.Errorf("audit entries: %w", err)
 	}
 	return report, nil
 }

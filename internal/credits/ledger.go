@@ -1,10 +1,16 @@
 // Package credits is Luna's credit ledger: an append-only list of entries
 // per user, with two-phase holds modelled on TigerBeetle's pending transfers.
 //
-// A reply or an image first Reserves the most it can cost; when it is done it
-// Captures what it really cost (the rest of the hold is released in the same
-// step) or Releases everything. Reservations expire, and Sweeper voids the
-// expired ones so a crash never locks credits forever.
+// A reply or an image first Reserves what it should cost at most; when it is
+// done it Settles at what it really cost: the hold is captured (the rest
+// released in the same step), a cost beyond the hold is charged from the
+// available balance, never below zero, and what the balance lacks is
+// recorded as a shortfall. Settling is all or nothing: a settlement either
+// changes the hold and writes its entries, or is refused and writes
+// nothing. Holds expire unless their owner renews them (RenewHolds, while
+// its lease is alive); Sweeper voids the expired ones so a crash never
+// locks credits forever, and a completion that comes after its hold was
+// voided is charged from the available balance.
 //
 // users.credits_balance and users.credits_reserved are running sums of the
 // entries, kept in the same transaction as each entry. A CHECK constraint in
@@ -52,6 +58,7 @@ const (
 	KindRelease = "release" // a hold voided
 	KindExpire  = "expire"  // a hold voided by the sweeper after its expiry
 	KindAdjust  = "adjust"  // an operator correction, positive or negative
+	KindCharge  = "charge"  // spent straight from the available balance: a cost beyond its hold, or after its hold was voided
 )
 
 // Reservation statuses.
@@ -73,20 +80,26 @@ type Entry struct {
 	IdempotencyKey string
 	Reference      string
 	Note           string
+	Shortfall      int64 // for a charge: what the available balance could not pay
 	CreatedAt      time.Time
 }
 
 // Reservation is a hold on credits.
 type Reservation struct {
-	ID        string
-	UserID    string
-	Amount    int64
-	Captured  int64 // meaningful when Status is captured
-	Status    string
-	Reference string
-	ExpiresAt time.Time
-	CreatedAt time.Time
-	SettledAt *time.Time
+	ID       string
+	UserID   string
+	Amount   int64
+	Captured int64 // meaningful when Status is captured
+	// ExtraCharged is what the hold's purpose cost beyond the hold, taken
+	// from the available balance (SettleTx); Shortfall is what it cost
+	// that the balance could not pay.
+	ExtraCharged int64
+	Shortfall    int64
+	Status       string
+	Reference    string
+	ExpiresAt    time.Time
+	CreatedAt    time.Time
+	SettledAt    *time.Time
 }
 
 // ChangeFunc is told after a commit that a user's credits changed.
@@ -201,10 +214,11 @@ func (l *Ledger) applyBalanceChange(ctx context.Context, tx *sql.Tx, kind, userI
 		Reference: reference, Note: note, CreatedAt: now,
 	}
 	fingerprint := kind + "|" + strconv.FormatInt(amount, 10) + "|" + reference
-	first, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
-	if err != nil || !claimed {
+	if first, found, err := findKey(ctx, tx, userID, key, fingerprint); err != nil || found {
 		return first, err
 	}
+	// The conditional update goes first: when it is refused, nothing has
+	// been written.
 	res, err := tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance + $2, updated_at = $3
 		WHERE id = $1 AND credits_balance + $2 >= credits_reserved`, userID, amount, store.NowMillis(now))
 	if err != nil {
@@ -213,14 +227,22 @@ func (l *Ledger) applyBalanceChange(ctx context.Context, tx *sql.Tx, kind, userI
 	if n, _ := res.RowsAffected(); n == 0 {
 		return Entry{}, l.whyNoUpdate(ctx, tx, userID)
 	}
-	return entry, nil
+	first, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
+	if err != nil || claimed {
+		return first, err
+	}
+	// A concurrent retry with the same key committed first: undo ours.
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance - $2 WHERE id = $1`, userID, amount); err != nil {
+		return Entry{}, fmt.Errorf("%s: undo duplicate: %w", kind, err)
+	}
+	return first, nil
 }
 
 // ReserveRequest places a hold.
 type ReserveRequest struct {
 	UserID         string
 	Amount         int64         // > 0
-	TTL            time.Duration // how long the hold lives before the sweeper voids it
+	TTL            time.Duration // how long the hold lives unless renewed (RenewHolds) before the sweeper voids it
 	IdempotencyKey string
 	Reference      string // what the hold is for, e.g. "message:<id>"
 }
@@ -246,37 +268,16 @@ func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) 
 	if key == "" {
 		key = uuid.NewString()
 	}
-	now := l.now()
-	r := Reservation{
-		ID: uuid.NewString(), UserID: req.UserID, Amount: req.Amount, Status: StatusActive,
-		Reference: req.Reference, ExpiresAt: now.Add(req.TTL), CreatedAt: now,
-	}
-	// The reservation row goes first: the entry references it. If the key
-	// turns out to be taken, the caller's rollback (or ours, below) removes it.
-	_, err := tx.ExecContext(ctx, `INSERT INTO credit_reservations (id, user_id, amount, status, reference, expires_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		r.ID, r.UserID, r.Amount, r.Status, r.Reference, store.NowMillis(r.ExpiresAt), store.NowMillis(now))
-	if err != nil {
-		if store.IsForeignKeyViolation(err) {
-			return Reservation{}, ErrUserNotFound
-		}
-		return Reservation{}, fmt.Errorf("reserve: insert reservation: %w", err)
-	}
-	entry := Entry{
-		UserID: req.UserID, Kind: KindReserve, ReservedDelta: req.Amount, ReservationID: r.ID,
-		IdempotencyKey: key, Reference: req.Reference, CreatedAt: now,
-	}
 	fingerprint := KindReserve + "|" + strconv.FormatInt(req.Amount, 10) + "|" + req.Reference
-	first, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
-	if err != nil {
-		return Reservation{}, err
-	}
-	if !claimed {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM credit_reservations WHERE id = $1`, r.ID); err != nil {
-			return Reservation{}, fmt.Errorf("reserve: drop duplicate reservation: %w", err)
+	if first, found, err := findKey(ctx, tx, req.UserID, key, fingerprint); err != nil || found {
+		if err != nil {
+			return Reservation{}, err
 		}
 		return getReservation(ctx, tx, first.ReservationID)
 	}
+	now := l.now()
+	// The conditional update goes first: when it is refused (not enough
+	// credits), nothing has been written.
 	res, err := tx.ExecContext(ctx, `UPDATE users SET credits_reserved = credits_reserved + $2, updated_at = $3
 		WHERE id = $1 AND deleted_at IS NULL AND credits_balance - credits_reserved >= $2`,
 		req.UserID, req.Amount, store.NowMillis(now))
@@ -285,6 +286,36 @@ func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) 
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return Reservation{}, l.whyNoUpdate(ctx, tx, req.UserID)
+	}
+	r := Reservation{
+		ID: uuid.NewString(), UserID: req.UserID, Amount: req.Amount, Status: StatusActive,
+		Reference: req.Reference, ExpiresAt: now.Add(req.TTL), CreatedAt: now,
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO credit_reservations (id, user_id, amount, status, reference, expires_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		r.ID, r.UserID, r.Amount, r.Status, r.Reference, store.NowMillis(r.ExpiresAt), store.NowMillis(now))
+	if err != nil {
+		return Reservation{}, fmt.Errorf("reserve: insert reservation: %w", err)
+	}
+	entry := Entry{
+		UserID: req.UserID, Kind: KindReserve, ReservedDelta: req.Amount, ReservationID: r.ID,
+		IdempotencyKey: key, Reference: req.Reference, CreatedAt: now,
+	}
+	first, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
+	if err != nil {
+		return Reservation{}, err
+	}
+	if !claimed {
+		// A concurrent retry with the same key committed first: undo ours
+		// and answer with its hold.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM credit_reservations WHERE id = $1`, r.ID); err != nil {
+			return Reservation{}, fmt.Errorf("reserve: drop duplicate reservation: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET credits_reserved = credits_reserved - $2 WHERE id = $1`,
+			req.UserID, req.Amount); err != nil {
+			return Reservation{}, fmt.Errorf("reserve: undo duplicate: %w", err)
+		}
+		return getReservation(ctx, tx, first.ReservationID)
 	}
 	return r, nil
 }
@@ -307,7 +338,9 @@ func (l *Ledger) Capture(ctx context.Context, req CaptureRequest) (Reservation, 
 	return r, err
 }
 
-// CaptureTx settles a hold inside the caller's transaction.
+// CaptureTx settles a hold inside the caller's transaction. A hold that is
+// no longer active is refused with ErrReservationSettled, and nothing is
+// written (a retry with the same key and amount returns the first result).
 func (l *Ledger) CaptureTx(ctx context.Context, tx *sql.Tx, req CaptureRequest) (Reservation, error) {
 	if req.Amount < 0 {
 		return Reservation{}, ErrInvalidAmount
@@ -336,7 +369,8 @@ func (l *Ledger) Release(ctx context.Context, req ReleaseRequest) (Reservation, 
 	return r, err
 }
 
-// ReleaseTx voids a hold inside the caller's transaction.
+// ReleaseTx voids a hold inside the caller's transaction. Like CaptureTx,
+// it writes nothing when it refuses.
 func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) (Reservation, error) {
 	key := req.IdempotencyKey
 	if key == "" {
@@ -346,7 +380,11 @@ func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) 
 }
 
 // settle moves an active reservation to a final status, spending `spend`
-// credits of it and releasing the rest, and appends the entry.
+// credits of it and releasing the rest, and appends the entry. It is all
+// or nothing: when the hold is no longer active it returns
+// ErrReservationSettled having written nothing, so whichever settlement
+// comes first (a capture, a release, the expiry sweeper) wins and the
+// others change nothing.
 func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, status string, spend int64, key, note string) (Reservation, error) {
 	r, err := getReservation(ctx, tx, reservationID)
 	if err != nil {
@@ -355,29 +393,44 @@ func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, st
 	if spend > r.Amount {
 		return Reservation{}, ErrCaptureExceedsHold
 	}
-	now := l.now()
-	entry := Entry{
-		UserID: r.UserID, Kind: kind, BalanceDelta: -spend, ReservedDelta: -r.Amount,
-		ReservationID: r.ID, IdempotencyKey: key, Note: note, Reference: r.Reference, CreatedAt: now,
-	}
 	fingerprint := kind + "|" + r.ID + "|" + strconv.FormatInt(spend, 10)
-	_, claimed, err := claimKey(ctx, tx, &entry, fingerprint)
-	if err != nil {
-		return Reservation{}, err
+	retried := func() (Reservation, bool, error) {
+		_, found, err := findKey(ctx, tx, r.UserID, key, fingerprint)
+		if err != nil || !found {
+			return Reservation{}, false, err
+		}
+		r, err := getReservation(ctx, tx, r.ID)
+		return r, true, err
 	}
-	if !claimed {
-		return getReservation(ctx, tx, r.ID)
+	// A retry of this very settlement returns its result, writing nothing.
+	if first, found, err := retried(); err != nil || found {
+		return first, err
 	}
 	// The conditional update is what makes settling happen once: of two
 	// concurrent settlements (capture vs. sweeper, say) only one finds the
-	// reservation still active.
+	// reservation still active; on PostgreSQL the other waits for it here.
+	now := l.now()
 	res, err := tx.ExecContext(ctx, `UPDATE credit_reservations SET status = $2, captured = $3, settled_at = $4
 		WHERE id = $1 AND status = 'active'`, r.ID, status, spend, store.NowMillis(now))
 	if err != nil {
 		return Reservation{}, fmt.Errorf("%s: update reservation: %w", kind, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		// Settled meanwhile, perhaps by a concurrent retry of this one.
+		if first, found, err := retried(); err != nil || found {
+			return first, err
+		}
 		return Reservation{}, ErrReservationSettled
+	}
+	entry := Entry{
+		UserID: r.UserID, Kind: kind, BalanceDelta: -spend, ReservedDelta: -r.Amount,
+		ReservationID: r.ID, IdempotencyKey: key, Note: note, Reference: r.Reference, CreatedAt: now,
+	}
+	if _, claimed, err := claimKey(ctx, tx, &entry, fingerprint); err != nil || !claimed {
+		if err == nil {
+			err = ErrIdempotencyConflict // the key belongs to another operation; the caller rolls back
+		}
+		return Reservation{}, err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance - $2,
 		credits_reserved = credits_reserved - $3, updated_at = $4 WHERE id = $1`,
@@ -387,6 +440,31 @@ func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, st
 	}
 	r.Status, r.Captured, r.SettledAt = status, spend, &now
 	return r, nil
+}
+
+// findKey looks for the entry a user already wrote under an idempotency
+// key. found is false when there is none; a different request under the
+// key is ErrIdempotencyConflict.
+func findKey(ctx context.Context, tx *sql.Tx, userID, key, fingerprint string) (first Entry, found bool, err error) {
+	var firstFingerprint string
+	var firstReservation sql.NullString
+	var createdAt int64
+	err = tx.QueryRowContext(ctx, `SELECT id, kind, balance_delta, reserved_delta, reservation_id, fingerprint, reference, note, shortfall, created_at
+		FROM credit_entries WHERE user_id = $1 AND idempotency_key = $2`, userID, key).
+		Scan(&first.ID, &first.Kind, &first.BalanceDelta, &first.ReservedDelta, &firstReservation,
+			&firstFingerprint, &first.Reference, &first.Note, &first.Shortfall, &createdAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("read entry for idempotency key: %w", err)
+	}
+	if firstFingerprint != fingerprint {
+		return Entry{}, false, ErrIdempotencyConflict
+	}
+	first.UserID, first.IdempotencyKey = userID, key
+	first.ReservationID, first.CreatedAt = firstReservation.String, store.Time(createdAt)
+	return first, true, nil
 }
 
 // claimKey inserts entry unless its idempotency key is already used by the
@@ -400,12 +478,12 @@ func claimKey(ctx context.Context, tx *sql.Tx, entry *Entry, fingerprint string)
 		reservationID = entry.ReservationID
 	}
 	err = tx.QueryRowContext(ctx, `INSERT INTO credit_entries
-		(user_id, kind, balance_delta, reserved_delta, reservation_id, idempotency_key, fingerprint, reference, note, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		(user_id, kind, balance_delta, reserved_delta, reservation_id, idempotency_key, fingerprint, reference, note, shortfall, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (user_id, idempotency_key) DO NOTHING
 		RETURNING id`,
 		entry.UserID, entry.Kind, entry.BalanceDelta, entry.ReservedDelta, reservationID,
-		entry.IdempotencyKey, fingerprint, entry.Reference, entry.Note, store.NowMillis(entry.CreatedAt),
+		entry.IdempotencyKey, fingerprint, entry.Reference, entry.Note, entry.Shortfall, store.NowMillis(entry.CreatedAt),
 	).Scan(&entry.ID)
 	if err == nil {
 		return *entry, true, nil
@@ -416,22 +494,11 @@ func claimKey(ctx context.Context, tx *sql.Tx, entry *Entry, fingerprint string)
 	if !errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, false, fmt.Errorf("%s: insert entry: %w", entry.Kind, err)
 	}
-	var firstFingerprint string
-	var firstReservation sql.NullString
-	var createdAt int64
-	err = tx.QueryRowContext(ctx, `SELECT id, kind, balance_delta, reserved_delta, reservation_id, fingerprint, reference, note, created_at
-		FROM credit_entries WHERE user_id = $1 AND idempotency_key = $2`, entry.UserID, entry.IdempotencyKey).
-		Scan(&first.ID, &first.Kind, &first.BalanceDelta, &first.ReservedDelta, &firstReservation,
-			&firstFingerprint, &first.Reference, &first.Note, &createdAt)
-	if err != nil {
-		return Entry{}, false, fmt.Errorf("%s: read entry for idempotency key: %w", entry.Kind, err)
+	first, found, err := findKey(ctx, tx, entry.UserID, entry.IdempotencyKey, fingerprint)
+	if err == nil && !found {
+		err = fmt.Errorf("%s: entry for idempotency key %q vanished", entry.Kind, entry.IdempotencyKey)
 	}
-	if firstFingerprint != fingerprint {
-		return Entry{}, false, ErrIdempotencyConflict
-	}
-	first.UserID, first.IdempotencyKey = entry.UserID, entry.IdempotencyKey
-	first.ReservationID, first.CreatedAt = firstReservation.String, store.Time(createdAt)
-	return first, false, nil
+	return first, false, err
 }
 
 // whyNoUpdate explains a conditional user update that matched no row.
@@ -451,9 +518,11 @@ func getReservation(ctx context.Context, q Querier, id string) (Reservation, err
 	var r Reservation
 	var captured, settled sql.NullInt64
 	var expires, created int64
-	err := q.QueryRowContext(ctx, `SELECT id, user_id, amount, captured, status, reference, expires_at, created_at, settled_at
+	err := q.QueryRowContext(ctx, `SELECT id, user_id, amount, captured, extra_charged, shortfall, status, reference,
+		expires_at, created_at, settled_at
 		FROM credit_reservations WHERE id = $1`, id).
-		Scan(&r.ID, &r.UserID, &r.Amount, &captured, &r.Status, &r.Reference, &expires, &created, &settled)
+		Scan(&r.ID, &r.UserID, &r.Amount, &captured, &r.ExtraCharged, &r.Shortfall, &r.Status, &r.Reference,
+			&expires, &created, &settled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrReservationNotFound
 	}

@@ -1,0 +1,186 @@
+package credits
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"luna/internal/store"
+)
+
+// SettleRequest ends a hold at the real cost of what it paid for.
+type SettleRequest struct {
+	ReservationID string
+	Cost          int64 // what the reply or image really cost; >= 0, may exceed the hold
+	Note          string
+}
+
+// Settlement is the outcome of SettleTx.
+type Settlement struct {
+	Reservation Reservation
+	Charged     int64 // credits spent: captured from the hold plus taken from the available balance
+	Shortfall   int64 // the part of Cost that the available balance could not pay
+}
+
+// Settle settles a hold at its real cost in its own transaction.
+func (l *Ledger) Settle(ctx context.Context, req SettleRequest) (Settlement, error) {
+	var s Settlement
+	err := l.inTxReservation(ctx, req.ReservationID, func(tx *sql.Tx) (err error) {
+		s, err = l.SettleTx(ctx, tx, req)
+		return err
+	})
+	return s, err
+}
+
+// SettleTx settles a hold at the real cost of what it paid for, inside the
+// caller's transaction (the one that marks the reply or image done):
+//
+//   - an active hold is captured up to Cost (released when Cost is 0); a
+//     Cost above the hold captures it in full and charges the rest from
+//     the available balance (a charge entry), never below zero;
+//   - a hold voided meanwhile (released, or expired by the sweeper) is
+//     charged Cost from the available balance, never below zero, so a late
+//     completion still pays; with Cost 0 there is nothing to do;
+//   - a hold already captured, or already charged after its void, is
+//     refused with ErrReservationSettled, having written nothing.
+//
+// Whatever the balance cannot pay is returned as Shortfall and recorded on
+// the charge entry and the hold. On any error the caller must roll back.
+func (l *Ledger) SettleTx(ctx context.Context, tx *sql.Tx, req SettleRequest) (Settlement, error) {
+	if req.Cost < 0 {
+		return Settlement{}, ErrInvalidAmount
+	}
+	for attempt := 0; ; attempt++ {
+		r, err := getReservation(ctx, tx, req.ReservationID)
+		if err != nil {
+			return Settlement{}, err
+		}
+		switch r.Status {
+		case StatusActive:
+			spend := min(req.Cost, r.Amount)
+			if spend == 0 {
+				r, err = l.settle(ctx, tx, r.ID, KindRelease, StatusReleased, 0, "release:"+r.ID, req.Note)
+			} else {
+				r, err = l.settle(ctx, tx, r.ID, KindCapture, StatusCaptured, spend, "capture:"+r.ID, req.Note)
+			}
+			if errors.Is(err, ErrReservationSettled) && attempt == 0 {
+				continue // voided between the read and the update (PostgreSQL): settle it late
+			}
+			if err != nil {
+				return Settlement{}, err
+			}
+			s := Settlement{Reservation: r, Charged: spend}
+			if over := req.Cost - spend; over > 0 {
+				if s.Reservation, err = l.charge(ctx, tx, r, over, "cost beyond the hold"); err != nil {
+					return Settlement{}, err
+				}
+				s.Charged += s.Reservation.ExtraCharged
+				s.Shortfall = s.Reservation.Shortfall
+			}
+			return s, nil
+		case StatusReleased, StatusExpired:
+			if req.Cost == 0 {
+				return Settlement{Reservation: r}, nil // voided already, nothing to pay
+			}
+			if r, err = l.charge(ctx, tx, r, req.Cost, "charged after the hold was "+r.Status); err != nil {
+				return Settlement{}, err
+			}
+			return Settlement{Reservation: r, Charged: r.ExtraCharged, Shortfall: r.Shortfall}, nil
+		default:
+			return Settlement{}, ErrReservationSettled
+		}
+	}
+}
+
+// charge takes want credits for a settled hold's purpose from the user's
+// available balance, as much as there is, and records the rest as the
+// shortfall on the hold and on the entry. A hold is charged once: a second
+// charge is refused with ErrReservationSettled before anything is written.
+func (l *Ledger) charge(ctx context.Context, tx *sql.Tx, r Reservation, want int64, note string) (Reservation, error) {
+	now := l.now()
+	// Claim the hold's one charge first, with all of it unpaid for now, so
+	// that a refusal writes nothing.
+	res, err := tx.ExecContext(ctx, `UPDATE credit_reservations SET shortfall = $2
+		WHERE id = $1 AND status <> 'active' AND extra_charged = 0 AND shortfall = 0`, r.ID, want)
+	if err != nil {
+		return Reservation{}, fmt.Errorf("charge: claim hold: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Reservation{}, ErrReservationSettled
+	}
+	// Lock the user's row (PostgreSQL) and read what is available.
+	var available int64
+	err = tx.QueryRowContext(ctx, `UPDATE users SET updated_at = $2 WHERE id = $1
+		RETURNING credits_balance - credits_reserved`, r.UserID, store.NowMillis(now)).Scan(&available)
+	if err != nil {
+		return Reservation{}, fmt.Errorf("charge: read available credits: %w", err)
+	}
+	taken := min(want, max(available, 0))
+	if taken > 0 {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance - $2
+			WHERE id = $1 AND credits_balance - $2 >= credits_reserved`, r.UserID, taken)
+		if err != nil {
+			return Reservation{}, fmt.Errorf("charge: update balance: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return Reservation{}, fmt.Errorf("charge: available credits changed under the row lock")
+		}
+	}
+	r.ExtraCharged, r.Shortfall = taken, want-taken
+	if _, err := tx.ExecContext(ctx, `UPDATE credit_reservations SET extra_charged = $2, shortfall = $3 WHERE id = $1`,
+		r.ID, r.ExtraCharged, r.Shortfall); err != nil {
+		return Reservation{}, fmt.Errorf("charge: record on hold: %w", err)
+	}
+	entry := Entry{
+		UserID: r.UserID, Kind: KindCharge, BalanceDelta: -taken, ReservationID: r.ID,
+		IdempotencyKey: "charge:" + r.ID, Reference: r.Reference, Note: note, Shortfall: r.Shortfall, CreatedAt: now,
+	}
+	fingerprint := KindCharge + "|" + r.ID + "|" + strconv.FormatInt(want, 10)
+	if _, claimed, err := claimKey(ctx, tx, &entry, fingerprint); err != nil || !claimed {
+		if err == nil {
+			err = ErrIdempotencyConflict
+		}
+		return Reservation{}, err
+	}
+	return r, nil
+}
+
+// RenewHolds keeps active holds alive while their owner is: a reply or an
+// image job renewing its lease calls it, so that only orphaned holds
+// expire. A hold with less than half of ttl left gets ttl from now; the
+// others are not written, so calling it on every lease renewal is cheap.
+// It returns how many holds it renewed.
+func (l *Ledger) RenewHolds(ctx context.Context, reservationIDs []string, ttl time.Duration) (int, error) {
+	if len(reservationIDs) == 0 {
+		return 0, nil
+	}
+	if ttl <= 0 {
+		return 0, ErrInvalidAmount
+	}
+	now := l.now()
+	until, due := store.NowMillis(now.Add(ttl)), store.NowMillis(now.Add(ttl/2))
+	var res sql.Result
+	var err error
+	if l.db.Dialect == store.Postgres {
+		res, err = l.db.ExecContext(ctx, `UPDATE credit_reservations SET expires_at = $2
+			WHERE id = ANY($1) AND status = 'active' AND expires_at < $3`, reservationIDs, until, due)
+	} else {
+		args := []any{until, due}
+		marks := make([]string, len(reservationIDs))
+		for i, id := range reservationIDs {
+			args = append(args, id)
+			marks[i] = "$" + strconv.Itoa(i+3)
+		}
+		res, err = l.db.ExecContext(ctx, `UPDATE credit_reservations SET expires_at = $1
+			WHERE id IN (`+strings.Join(marks, ", ")+`) AND status = 'active' AND expires_at < $2`, args...)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("renew holds: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
