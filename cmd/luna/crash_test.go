@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -295,5 +296,81 @@ func TestGracefulShutdownDuringReplies(t *testing.T) {
 				t.Fatalf("credits after shutdown = %v", c)
 			}
 		})
+	}
+}
+
+// A SQLite server killed during replies and restarted after an outage
+// longer than their credit holds' lifetime: at start-up both the orphaned
+// replies' interruption and the expiry sweeper are due for the same holds.
+// The interruption runs first and releases each hold once; the sweeper
+// finds nothing left to void, and the ledger stays whole.
+func TestRestartAfterALongOutageReleasesEachHoldOnce(t *testing.T) {
+	bin := buildLuna(t)
+	fake := llmtest.New(t)
+	fake.SetDefault(slowStory())
+	dataDir := t.TempDir()
+	args := []string{"--data-dir", dataDir, "--models-file", crashModels(t, fake.BaseURL()), "--sweep-interval", "100ms"}
+
+	first := startLuna(t, bin, args...)
+	token := call(t, "POST", first.url+"/v1/auth/signup", "", map[string]string{"email": "a@example.com", "password": "password123"})["token"].(string)
+	var replies []string
+	for range 3 {
+		conv := call(t, "POST", first.url+"/v1/conversations", token, map[string]string{"modelId": "crash-model"})["id"].(string)
+		sent := call(t, "POST", first.url+"/v1/conversations/"+conv+"/messages", token, map[string]string{"content": "tell me a long story"})
+		replies = append(replies, sent["assistantMessage"].(map[string]any)["id"].(string))
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, id := range replies {
+		for len(call(t, "GET", first.url+"/v1/messages/"+id, token, nil)["content"].(string)) <= 20 {
+			if time.Now().After(deadline) {
+				t.Fatal("no reply text persisted")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	first.kill(t)
+
+	// Two hours pass: the holds' 30-minute lifetime is over.
+	ctx := context.Background()
+	db, err := store.Open(ctx, "", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `UPDATE credit_reservations SET expires_at = expires_at - 7200000, created_at = created_at - 7200000`); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startLuna(t, bin, args...)
+	for _, id := range replies {
+		wantInterrupted(t, second.url, token, id, 10*time.Second)
+	}
+	time.Sleep(300 * time.Millisecond) // a few sweeps
+	rows, err := db.QueryContext(ctx, `SELECT r.status, COUNT(e.id), MIN(e.kind), MAX(e.kind) FROM credit_reservations r
+		JOIN credit_entries e ON e.reservation_id = r.id GROUP BY r.id, r.status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	holds := 0
+	for rows.Next() {
+		var status, firstKind, lastKind string
+		var entries int
+		if err := rows.Scan(&status, &entries, &firstKind, &lastKind); err != nil {
+			t.Fatal(err)
+		}
+		holds++
+		if status != "released" || entries != 2 || firstKind != "release" || lastKind != "reserve" {
+			t.Errorf("hold %s with %d entries (%s … %s), want released by the interruption: reserve, release", status, entries, firstKind, lastKind)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if holds != len(replies) {
+		t.Fatalf("%d holds, want %d", holds, len(replies))
+	}
+	if out, code := runLuna(t, bin, []string{"LUNA_DATA_DIR=" + dataDir}, "credits", "audit"); code != 0 {
+		t.Fatalf("audit after the restart: %d %s", code, out)
 	}
 }

@@ -187,11 +187,12 @@ func (s *Server) handleCancelMessage(w http.ResponseWriter, r *http.Request) {
 
 // streamDone is the data of a stream's done and error events.
 type streamDone struct {
-	Status         string          `json:"status"`
-	Usage          usageJSON       `json:"usage"`
-	CreditsCharged int64           `json:"creditsCharged"`
-	FinishReason   string          `json:"finishReason"`
-	Error          *chat.ErrorJSON `json:"error"`
+	Status           string          `json:"status"`
+	Usage            usageJSON       `json:"usage"`
+	CreditsCharged   int64           `json:"creditsCharged"`
+	CreditsShortfall int64           `json:"creditsShortfall"`
+	FinishReason     string          `json:"finishReason"`
+	Error            *chat.ErrorJSON `json:"error"`
 }
 
 type usageJSON struct {
@@ -222,7 +223,7 @@ func (s *Server) handleMessageStream(w http.ResponseWriter, r *http.Request) {
 		default:
 			m := ev.Message
 			done := streamDone{Status: m.Status, Usage: usageJSON{m.PromptTokens, m.CompletionTokens},
-				CreditsCharged: m.CreditsCharged, FinishReason: m.FinishReason}
+				CreditsCharged: m.CreditsCharged, CreditsShortfall: m.CreditsShortfall, FinishReason: m.FinishReason}
 			if m.ErrorCode != "" || m.ErrorMessage != "" {
 				done.Error = &chat.ErrorJSON{Code: m.ErrorCode, Message: m.ErrorMessage}
 			}

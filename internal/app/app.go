@@ -270,6 +270,7 @@ func (a *App) Chat() *chat.Service { return a.chat }
 // until ctx ends (Serve does this itself; tests that use Handler call it),
 // then stops the image workers.
 func (a *App) RunBackground(ctx context.Context) error {
+	a.chat.Recover(ctx)
 	if err := a.images.Start(ctx); err != nil {
 		return err
 	}
@@ -331,6 +332,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		stopBackground()
 		wg.Wait()
 	}()
+	// Replies left running by a previous run release their holds before
+	// the expiry sweeper starts (after a long outage both are due).
+	a.chat.Recover(bgCtx)
 	sweeper := &credits.Sweeper{Ledger: a.ledger, Interval: a.cfg.SweepInterval, Logger: a.logger}
 	wg.Go(func() { sweeper.Run(bgCtx) })
 	limitPruner := &ratelimit.Pruner{DB: a.db, Logger: a.logger}

@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,19 +14,28 @@ import (
 	"luna/internal/store"
 )
 
-// Run persists running replies in batches, renews their leases, picks up
-// stops asked on other instances, and interrupts orphaned generations
-// (whose instance died), until ctx ends. Call it once per process.
-func (s *Service) Run(ctx context.Context) {
-	if s.db.Dialect == store.SQLite {
-		// One process owns a SQLite database: every running reply left in it
-		// belongs to a process that is gone.
-		if n, err := s.interruptOrphans(ctx, true); err != nil {
-			s.logger.Error("interrupt orphaned replies", "err", err)
-		} else if n > 0 {
-			s.logger.Info("interrupted replies left by the previous run", "count", n)
-		}
+// Recover interrupts the replies left running by instances that are gone
+// and releases their credit holds. Call it once at start-up, before the
+// credit expiry sweeper starts: after a long outage those holds have
+// expired too, and the interruption, not the sweeper, should settle them
+// (settling is all or nothing, so whichever comes first wins anyway).
+func (s *Service) Recover(ctx context.Context) {
+	// One process owns a SQLite database: every running reply left in it
+	// belongs to a process that is gone. On PostgreSQL, those whose lease
+	// lapsed.
+	n, err := s.interruptOrphans(ctx, s.db.Dialect == store.SQLite)
+	if err != nil {
+		s.logger.Error("interrupt orphaned replies", "err", err)
+	} else if n > 0 {
+		s.logger.Info("interrupted replies left by a previous run", "count", n)
 	}
+}
+
+// Run persists running replies in batches, renews their leases and credit
+// holds, picks up stops asked on other instances, and interrupts orphaned
+// generations (whose instance died), until ctx ends. Call it once per
+// process, after Recover.
+func (s *Service) Run(ctx context.Context) {
 	flush := time.NewTicker(s.cfg.FlushInterval)
 	defer flush.Stop()
 	sweep := time.NewTicker(s.cfg.SweepInterval)
@@ -53,10 +61,12 @@ func (s *Service) Run(ctx context.Context) {
 func (e *engine) flush(ctx context.Context) error {
 	now := e.s.now()
 	type pending struct {
-		g      *generation
-		text   string
-		status string
-		upTo   int
+		g        *generation
+		text     string
+		status   string
+		upTo     int
+		holdDue  bool
+		reserved string
 	}
 	var batch []pending
 	e.mu.Lock()
@@ -64,8 +74,12 @@ func (e *engine) flush(ctx context.Context) error {
 		g.mu.Lock()
 		dirty := len(g.text) > g.persisted
 		leaseDue := now.Sub(g.leaseAt) >= e.s.cfg.LeaseRenewEvery
-		if (dirty || leaseDue) && g.final == nil && !g.detached {
-			batch = append(batch, pending{g: g, text: string(g.text), status: g.status, upTo: len(g.text)})
+		// The credit hold lives as long as the lease: it is renewed well
+		// before it could expire, so only an orphaned reply's hold does.
+		holdDue := g.reply.ReservationID != "" && now.Sub(g.holdAt) >= e.s.cfg.ReservationTTL/4
+		if (dirty || leaseDue || holdDue) && g.final == nil && !g.detached {
+			batch = append(batch, pending{g: g, text: string(g.text), status: g.status, upTo: len(g.text),
+				holdDue: holdDue, reserved: g.reply.ReservationID})
 		}
 		g.mu.Unlock()
 	}
@@ -81,9 +95,26 @@ func (e *engine) flush(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var holds []string
 		for _, p := range batch {
-			if !updated[p.g.reply.ID] {
+			switch {
+			case !updated[p.g.reply.ID]:
 				lost = append(lost, p.g)
+			case p.holdDue:
+				holds = append(holds, p.reserved)
+			}
+		}
+		if len(holds) > 0 {
+			if _, err := e.s.ledger.RenewHolds(ctx, holds, e.s.cfg.ReservationTTL); err != nil {
+				e.s.logger.Warn("renew credit holds of running replies", "err", err) // tried again at the next flush
+			} else {
+				for _, p := range batch {
+					if p.holdDue && updated[p.g.reply.ID] {
+						p.g.mu.Lock()
+						p.g.holdAt = now
+						p.g.mu.Unlock()
+					}
+				}
 			}
 		}
 		var changed []string
@@ -273,9 +304,10 @@ func (s *Service) interruptOrphan(ctx context.Context, id string, now int64, all
 			return err
 		}
 		if m.ReservationID != "" {
-			_, err := s.ledger.ReleaseTx(ctx, tx, credits.ReleaseRequest{ReservationID: m.ReservationID})
-			if err != nil && !errors.Is(err, credits.ErrReservationSettled) {
-				return err
+			// Releases the hold, or does nothing when the expiry sweeper
+			// voided it first; a refusal rolls the interruption back.
+			if _, err := s.ledger.SettleTx(ctx, tx, credits.SettleRequest{ReservationID: m.ReservationID}); err != nil {
+				return fmt.Errorf("release credits of reply %s: %w", id, err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3

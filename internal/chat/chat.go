@@ -66,6 +66,7 @@ type Message struct {
 	PromptTokens     int
 	CompletionTokens int
 	CreditsCharged   int64
+	CreditsShortfall int64 // what the reply cost beyond what the user's credits could pay
 	FinishReason     string
 	ErrorCode        string
 	ErrorMessage     string
@@ -88,14 +89,14 @@ func scanConversation(row interface{ Scan(...any) error }) (Conversation, error)
 }
 
 const messageColumns = `id, conversation_id, user_id, role, content, status, prompt_tokens, completion_tokens, credits_charged,
-	finish_reason, error_code, error_message, COALESCE(client_message_id, ''), COALESCE(parent_id, ''),
+	credits_shortfall, finish_reason, error_code, error_message, COALESCE(client_message_id, ''), COALESCE(parent_id, ''),
 	COALESCE(reservation_id, ''), max_tokens, created_at, updated_at`
 
 func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
 	var m Message
 	var created, updated int64
 	err := row.Scan(&m.ID, &m.ConversationID, &m.UserID, &m.Role, &m.Content, &m.Status, &m.PromptTokens,
-		&m.CompletionTokens, &m.CreditsCharged, &m.FinishReason, &m.ErrorCode, &m.ErrorMessage,
+		&m.CompletionTokens, &m.CreditsCharged, &m.CreditsShortfall, &m.FinishReason, &m.ErrorCode, &m.ErrorMessage,
 		&m.ClientMessageID, &m.ParentID, &m.ReservationID, &m.MaxTokens, &created, &updated)
 	m.CreatedAt, m.UpdatedAt = store.Time(created), store.Time(updated)
 	return m, err

@@ -48,6 +48,7 @@ type generation struct {
 	final      *Message // set once the completion is committed
 	detached   bool     // finishing failed; the database is the truth now
 	leaseAt    time.Time
+	holdAt     time.Time // when the credit hold was placed or last renewed
 }
 
 // snapshot returns the text from offset on, the status, whether the
@@ -145,7 +146,7 @@ func (e *engine) get(messageID string) *generation {
 func (e *engine) start(reply Message, model models.Model, history []Message, prompt []llm.Message, count llm.PromptCount) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.MaxDuration)
 	g := &generation{reply: reply, model: model, history: history, prompt: prompt, count: count, ctx: ctx, cancel: cancel,
-		status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now()}
+		status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now(), holdAt: e.s.now()}
 	e.mu.Lock()
 	e.gens[reply.ID] = g
 	e.running.Add(1)
@@ -337,11 +338,12 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (Mes
 		if n, _ := res.RowsAffected(); n == 0 {
 			return errLeaseLost
 		}
-		charged, err := e.settle(ctx, tx, g.reply.ReservationID, o.charge)
+		settled, err := e.settle(ctx, tx, g.reply.ReservationID, o.charge)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = $2 WHERE id = $1`, g.reply.ID, charged); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = $2, credits_shortfall = $3 WHERE id = $1`,
+			g.reply.ID, settled.Charged, settled.Shortfall); err != nil {
 			return fmt.Errorf("record charge: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3,
@@ -356,25 +358,20 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (Mes
 	return final, err
 }
 
-// settle captures charge credits of the reply's hold (never more than the
-// hold) and releases the rest, or releases it all when charge is 0. It
-// returns what was charged.
-func (e *engine) settle(ctx context.Context, tx *sql.Tx, reservationID string, charge int64) (int64, error) {
-	if charge <= 0 {
-		_, err := e.s.ledger.ReleaseTx(ctx, tx, credits.ReleaseRequest{ReservationID: reservationID})
-		if errors.Is(err, credits.ErrReservationSettled) {
-			return 0, nil // the expiry sweeper voided it already
-		}
-		return 0, err
+// settle charges the reply's cost: price × the usage the upstream
+// reported, even beyond the hold (the overage comes from the available
+// balance, never below zero; what it lacks is the shortfall). A hold that
+// was voided meanwhile is charged from the available balance too, so a late
+// completion still pays. A free model's reply has no hold and pays nothing.
+// Any error, a refused settlement included, rolls the whole completion
+// back.
+func (e *engine) settle(ctx context.Context, tx *sql.Tx, reservationID string, charge int64) (credits.Settlement, error) {
+	if reservationID == "" {
+		return credits.Settlement{}, nil
 	}
-	var held int64
-	if err := tx.QueryRowContext(ctx, `SELECT amount FROM credit_reservations WHERE id = $1`, reservationID).Scan(&held); err != nil {
-		return 0, fmt.Errorf("read hold: %w", err)
+	s, err := e.s.ledger.SettleTx(ctx, tx, credits.SettleRequest{ReservationID: reservationID, Cost: charge})
+	if err != nil {
+		return s, fmt.Errorf("settle reply credits: %w", err)
 	}
-	charge = min(charge, held)
-	_, err := e.s.ledger.CaptureTx(ctx, tx, credits.CaptureRequest{ReservationID: reservationID, Amount: charge})
-	if errors.Is(err, credits.ErrReservationSettled) {
-		return 0, nil
-	}
-	return charge, err
+	return s, nil
 }

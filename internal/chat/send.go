@@ -137,14 +137,18 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrGenerationInProgress
 		}
-		hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
-			UserID: req.UserID, Amount: model.Cost(int64(promptTokens + reply.MaxTokens)), TTL: s.cfg.ReservationTTL,
-			IdempotencyKey: "reply:" + reply.ID, Reference: credits.MessageReference(conv.ID, reply.ID),
-		})
-		if err != nil {
-			return err
+		// A free model places no hold (and charges nothing).
+		var holdID any
+		if amount := model.Cost(int64(promptTokens + reply.MaxTokens)); amount > 0 {
+			hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
+				UserID: req.UserID, Amount: amount, TTL: s.cfg.ReservationTTL,
+				IdempotencyKey: "reply:" + reply.ID, Reference: credits.MessageReference(conv.ID, reply.ID),
+			})
+			if err != nil {
+				return err
+			}
+			reply.ReservationID, holdID = hold.ID, hold.ID
 		}
-		reply.ReservationID = hold.ID
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, content, status,
 				client_message_id, created_at, updated_at) VALUES ($1, $2, $3, 'user', $4, 'complete', $5, $6, $6)`,
 			userMsg.ID, conv.ID, req.UserID, content, nullString(req.ClientMessageID), store.NowMillis(now)); err != nil {
@@ -153,7 +157,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, status, parent_id,
 				reservation_id, max_tokens, lease_owner, lease_expires_at, created_at, updated_at)
 			VALUES ($1, $2, $3, 'assistant', 'pending', $4, $5, $6, $7, $8, $9, $9)`,
-			reply.ID, conv.ID, req.UserID, userMsg.ID, hold.ID, reply.MaxTokens, s.engine.instanceID,
+			reply.ID, conv.ID, req.UserID, userMsg.ID, holdID, reply.MaxTokens, s.engine.instanceID,
 			store.NowMillis(now.Add(s.cfg.LeaseTTL)), store.NowMillis(replyAt))
 		if err != nil {
 			return fmt.Errorf("insert reply: %w", err)

@@ -30,7 +30,7 @@ type Config struct {
 	LeaseRenewEvery          time.Duration // 5s
 	SweepInterval            time.Duration // how often expired leases are looked for; 5s
 	MaxDuration              time.Duration // longest a reply may run; 15m
-	ReservationTTL           time.Duration // credit hold lifetime, longer than MaxDuration; 30m
+	ReservationTTL           time.Duration // a reply's credit hold expires this long after it was placed or last renewed; the engine renews it while the reply's lease lives, so it need not exceed MaxDuration; 30m
 	MinReplyTokens           int           // a send is refused (402) when the balance cannot pay for this many output tokens; 32
 	HeartbeatEvery           time.Duration // SSE comment interval on idle streams; 15s
 	TitleTimeout             time.Duration // 30s

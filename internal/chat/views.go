@@ -40,6 +40,7 @@ type MessageJSON struct {
 	PromptTokens     int        `json:"promptTokens"`
 	CompletionTokens int        `json:"completionTokens"`
 	CreditsCharged   int64      `json:"creditsCharged"`
+	CreditsShortfall int64      `json:"creditsShortfall"`
 	FinishReason     string     `json:"finishReason"`
 	Error            *ErrorJSON `json:"error"`
 	ClientMessageID  *string    `json:"clientMessageId"`
@@ -58,7 +59,7 @@ func MessageView(m Message) MessageJSON {
 func MessageEvent(m Message) MessageJSON {
 	v := MessageJSON{ID: m.ID, ConversationID: m.ConversationID, Role: m.Role, Status: m.Status,
 		PromptTokens: m.PromptTokens, CompletionTokens: m.CompletionTokens, CreditsCharged: m.CreditsCharged,
-		FinishReason: m.FinishReason, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
+		CreditsShortfall: m.CreditsShortfall, FinishReason: m.FinishReason, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
 	if m.ErrorCode != "" || m.ErrorMessage != "" {
 		v.Error = &ErrorJSON{Code: m.ErrorCode, Message: m.ErrorMessage}
 	}

@@ -77,6 +77,7 @@ type Store interface {
 type Config struct {
 	Cost             int64         // credits per image; 50
 	Timeout          time.Duration // give up on a job this long after it started; 5m
+	HoldTTL          time.Duration // a job's credit hold expires this long after it was placed or renewed; the worker renews it with the job's lease; Timeout + 30m
 	MaxQueuedPerUser int           // pending + processing jobs per user; beyond it 429; 4
 	URLTTL           time.Duration // lifetime of image URLs; 1h
 	Workers          int           // jobs processed at once by this instance; 4
@@ -91,6 +92,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
+	}
+	if c.HoldTTL <= 0 {
+		c.HoldTTL = c.Timeout + 30*time.Minute
 	}
 	if c.MaxQueuedPerUser <= 0 {
 		c.MaxQueuedPerUser = 4

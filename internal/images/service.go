@@ -142,7 +142,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 			return ErrQueueFull
 		}
 		hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
-			UserID: req.UserID, Amount: s.cfg.Cost, TTL: s.cfg.Timeout + 30*time.Minute,
+			UserID: req.UserID, Amount: s.cfg.Cost, TTL: s.cfg.HoldTTL,
 			IdempotencyKey: "image:" + job.ID, Reference: "image:" + job.ID,
 		})
 		if err != nil {

@@ -60,7 +60,10 @@ func (s *Service) process(ctx context.Context, jobID string) error {
 	case leasedElsewhere:
 		return nil // another live instance is processing it
 	}
-	stopRenewing := s.renewLease(ctx, j.ID)
+	// The job is alive under its lease from now on: so is its credit hold
+	// (renewed with the lease), which may have waited long in the queue.
+	s.renewHold(ctx, j)
+	stopRenewing := s.renewLease(ctx, j)
 	defer stopRenewing()
 	j.Status, j.StartedAt = StatusProcessing, &started
 	s.published(ctx, j)
@@ -134,8 +137,10 @@ func (s *Service) start(ctx context.Context, j Job) (startedAt time.Time, outcom
 	return startedAt, outcome, err
 }
 
-// renewLease keeps this instance's lease on a job fresh until stopped.
-func (s *Service) renewLease(ctx context.Context, jobID string) (stop func()) {
+// renewLease keeps this instance's lease on a job, and the job's credit
+// hold, fresh until stopped.
+func (s *Service) renewLease(ctx context.Context, j Job) (stop func()) {
+	jobID := j.ID
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -153,12 +158,24 @@ func (s *Service) renewLease(ctx context.Context, jobID string) (stop func()) {
 					jobID, s.instanceID, store.NowMillis(now.Add(s.cfg.LeaseTTL))); err != nil && ctx.Err() == nil {
 					s.logger.Warn("renew image job lease", "job_id", jobID, "err", err)
 				}
+				s.renewHold(ctx, j)
 			}
 		}
 	}()
 	return func() {
 		cancel()
 		<-done
+	}
+}
+
+// renewHold keeps a running job's credit hold from expiring, so that only
+// the holds of orphaned jobs do.
+func (s *Service) renewHold(ctx context.Context, j Job) {
+	if j.ReservationID == "" {
+		return
+	}
+	if _, err := s.ledger.RenewHolds(ctx, []string{j.ReservationID}, s.cfg.HoldTTL); err != nil && ctx.Err() == nil {
+		s.logger.Warn("renew image job credit hold", "job_id", j.ID, "err", err)
 	}
 }
 
@@ -178,8 +195,10 @@ func (s *Service) complete(ctx context.Context, j Job, key string, r imagegen.Re
 			return nil // finished already (a second attempt)
 		}
 		finished = true
-		if _, err := s.ledger.CaptureTx(ctx, tx, credits.CaptureRequest{ReservationID: j.ReservationID, Amount: j.Cost}); err != nil {
-			return fmt.Errorf("capture image credits: %w", err)
+		// Captures the hold; one voided meanwhile is charged from the
+		// available balance instead (never below zero): the image is kept.
+		if _, err := s.settle(ctx, tx, j, j.Cost); err != nil {
+			return fmt.Errorf("charge image credits: %w", err)
 		}
 		return releaseSlot(ctx, tx, j)
 	})
@@ -218,8 +237,7 @@ func (s *Service) fail(ctx context.Context, j Job, cause error) error {
 			return nil
 		}
 		failed = true
-		_, err = s.ledger.ReleaseTx(ctx, tx, credits.ReleaseRequest{ReservationID: j.ReservationID})
-		if err != nil && !errors.Is(err, credits.ErrReservationSettled) {
+		if _, err := s.settle(ctx, tx, j, 0); err != nil {
 			return fmt.Errorf("release image credits: %w", err)
 		}
 		return releaseSlot(ctx, tx, j)
@@ -231,6 +249,15 @@ func (s *Service) fail(ctx context.Context, j Job, cause error) error {
 		s.published(ctx, done)
 	}
 	return nil
+}
+
+// settle settles the job's hold at cost inside tx (all or nothing: an
+// error rolls the job's update back).
+func (s *Service) settle(ctx context.Context, tx *sql.Tx, j Job, cost int64) (credits.Settlement, error) {
+	if j.ReservationID == "" {
+		return credits.Settlement{}, nil
+	}
+	return s.ledger.SettleTx(ctx, tx, credits.SettleRequest{ReservationID: j.ReservationID, Cost: cost})
 }
 
 func releaseSlot(ctx context.Context, tx *sql.Tx, j Job) error {
