@@ -78,7 +78,7 @@ func (l *Ledger) ListEntries(ctx context.Context, userID string, page EntryPage)
 	case limit < 1 || limit > 100:
 		return nil, "", luna.Errorf(luna.CodeInvalidRequest, "limit must be between 1 and 100.")
 	}
-	query := `SELECT id, kind, balance_delta, reserved_delta, COALESCE(reservation_id, ''), reference, note, created_at
+	query := `SELECT id, kind, balance_delta, reserved_delta, COALESCE(reservation_id, ''), reference, note, shortfall, created_at
 		FROM credit_entries WHERE user_id = $1`
 	args := []any{userID}
 	if page.Cursor != "" {
@@ -99,7 +99,7 @@ func (l *Ledger) ListEntries(ctx context.Context, userID string, page EntryPage)
 	for rows.Next() {
 		e := Entry{UserID: userID}
 		var created int64
-		if err := rows.Scan(&e.ID, &e.Kind, &e.BalanceDelta, &e.ReservedDelta, &e.ReservationID, &e.Reference, &e.Note, &created); err != nil {
+		if err := rows.Scan(&e.ID, &e.Kind, &e.BalanceDelta, &e.ReservedDelta, &e.ReservationID, &e.Reference, &e.Note, &e.Shortfall, &created); err != nil {
 			return nil, "", fmt.Errorf("list ledger entries: %w", err)
 		}
 		e.CreatedAt = store.Time(created)
@@ -122,6 +122,7 @@ type EntryJSON struct {
 	Kind          string    `json:"kind"`
 	Amount        int64     `json:"amount"`        // the change of the balance: credits received (+) or spent (−)
 	ReservedDelta int64     `json:"reservedDelta"` // the change of the credits held for work in progress
+	Shortfall     int64     `json:"shortfall"`     // for a charge: what the balance could not pay
 	For           RefJSON   `json:"for"`
 	Note          string    `json:"note"`
 	CreatedAt     time.Time `json:"createdAt"`
@@ -146,7 +147,7 @@ func EntryView(e Entry) EntryJSON {
 	}
 	return EntryJSON{
 		ID: strconv.FormatInt(e.ID, 10), Kind: e.Kind, Amount: e.BalanceDelta, ReservedDelta: e.ReservedDelta,
-		For:  RefJSON{Type: ref.Type, MessageID: opt(ref.MessageID), ConversationID: opt(ref.ConversationID), ImageID: opt(ref.ImageID)},
+		Shortfall: e.Shortfall, For: RefJSON{Type: ref.Type, MessageID: opt(ref.MessageID), ConversationID: opt(ref.ConversationID), ImageID: opt(ref.ImageID)},
 		Note: e.Note, CreatedAt: e.CreatedAt.UTC(),
 	}
 }

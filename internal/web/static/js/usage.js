@@ -142,6 +142,10 @@ function describe(e) {
       return { what: `Hold released: ${thing} failed or was interrupted`, hold: true };
     case 'expire':
       return { what: 'Hold expired', hold: true };
+    case 'charge': {
+      const what = (ref === 'image' ? 'Image' : ref === 'message' ? 'Reply' : 'Charge') + ', beyond its hold';
+      return { what: e.shortfall > 0 ? `${what} (${e.shortfall} credits unpaid)` : what };
+    }
     default:
       // A kind this page does not know yet: show its amounts as they are.
       return { what: e.kind, hold: e.amount === 0 };
