@@ -215,8 +215,8 @@ func TestCreatingConversationsIsRateLimited(t *testing.T) {
 }
 
 // inFlight is a reverse proxy in front of a fake model server that records
-// how many requests were ever in flight at once before their first body
-// byte (the fake's FirstTokenDelay). Only that phase is counted: a client
+// how many chat-completions requests were ever in flight at once before
+// their first body byte (the fake's FirstTokenDelay). Only that phase is counted: a client
 // that has read [DONE] lets go of the request while the proxy may still be
 // finishing its copy.
 type inFlight struct {
@@ -247,6 +247,10 @@ func (f *inFlight) proxy(t *testing.T, target string) string {
 	rp.FlushInterval = -1
 	rp.ErrorLog = log.New(io.Discard, "", 0) // streams cut at cleanup
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" { // e.g. POST /tokenize
+			rp.ServeHTTP(w, r)
+			return
+		}
 		f.mu.Lock()
 		f.now++
 		f.max = max(f.max, f.now)
