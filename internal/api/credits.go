@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"luna"
 	"luna/internal/credits"
 )
 
@@ -23,8 +24,26 @@ func (s *Server) handleListCreditEntries(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	items := make([]credits.EntryJSON, 0, len(list))
+	var conversations []string
 	for _, e := range list {
-		items = append(items, credits.EntryView(e))
+		v := credits.EntryView(e)
+		if id := v.For.ConversationID; id != nil && luna.ValidID(*id) {
+			conversations = append(conversations, *id)
+		}
+		items = append(items, v)
+	}
+	// Name each reply's conversation as it is now (none once deleted).
+	titles, err := s.chat.ConversationTitles(r.Context(), userFrom(r.Context()).ID, conversations)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	for i := range items {
+		if id := items[i].For.ConversationID; id != nil {
+			if title, ok := titles[*id]; ok {
+				items[i].For.ConversationTitle = &title
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, listJSON[credits.EntryJSON]{Items: items, NextCursor: optionalCursor(next)})
 }

@@ -72,6 +72,9 @@ func TestUsageHistory(t *testing.T) {
 		}
 
 		conv := s.newConversation(token)
+		if r := s.do("PATCH", "/v1/conversations/"+conv, token, map[string]string{"title": "Usage"}); r.status != http.StatusOK {
+			t.Fatalf("rename: %d %s", r.status, r.body)
+		}
 		var replies []string
 		for i := range 3 {
 			id := s.send(token, conv, fmt.Sprintf("question %d", i))
@@ -119,12 +122,12 @@ func TestUsageHistory(t *testing.T) {
 			}
 			switch ref["type"] {
 			case "message":
-				if ref["conversationId"] != conv || ref["imageId"] != nil {
+				if ref["conversationId"] != conv || ref["conversationTitle"] != "Usage" || ref["imageId"] != nil {
 					t.Fatalf("reply entry = %v", e)
 				}
 				add(seen, ref["messageId"].(string), e["kind"].(string))
 			case "image":
-				if ref["imageId"] != imageID || ref["messageId"] != nil || ref["conversationId"] != nil {
+				if ref["imageId"] != imageID || ref["messageId"] != nil || ref["conversationId"] != nil || ref["conversationTitle"] != nil {
 					t.Fatalf("image entry = %v", e)
 				}
 				add(seen, imageID, e["kind"].(string))
@@ -250,9 +253,22 @@ func TestDeleteConversation(t *testing.T) {
 		if job.status != http.StatusOK || job.json(t)["conversationId"] != nil || job.json(t)["status"] != "completed" {
 			t.Fatalf("image after delete: %d %s", job.status, job.body)
 		}
-		// The ledger keeps every entry and its references; credits unchanged.
-		if after := s.entries(token, 100); fmt.Sprint(after) != fmt.Sprint(entriesBefore) {
+		// The ledger keeps every entry and its references (the conversation
+		// has no title any more); credits unchanged.
+		after := s.entries(token, 100)
+		if len(after) != len(entriesBefore) {
 			t.Fatalf("ledger changed by the delete:\nbefore %v\nafter  %v", entriesBefore, after)
+		}
+		for i, e := range after {
+			ref, refBefore := e["for"].(map[string]any), entriesBefore[i]["for"].(map[string]any)
+			if ref["type"] == "message" && (refBefore["conversationTitle"] == nil || ref["conversationTitle"] != nil || ref["conversationId"] != conv) {
+				t.Fatalf("reply entry before the delete %v, after %v", entriesBefore[i], e)
+			}
+			delete(ref, "conversationTitle")
+			delete(refBefore, "conversationTitle")
+			if fmt.Sprint(e) != fmt.Sprint(entriesBefore[i]) {
+				t.Fatalf("entry changed by the delete: before %v, after %v", entriesBefore[i], e)
+			}
 		}
 		if c := s.credits(token); fmt.Sprint(c) != fmt.Sprint(creditsBefore) {
 			t.Fatalf("credits %v, before %v", c, creditsBefore)

@@ -133,7 +133,10 @@ type RefJSON struct {
 	Type           string  `json:"type"`
 	MessageID      *string `json:"messageId"`
 	ConversationID *string `json:"conversationId"`
-	ImageID        *string `json:"imageId"`
+	// ConversationTitle is the conversation's title now, filled in by the
+	// API; nil when the conversation was deleted.
+	ConversationTitle *string `json:"conversationTitle"`
+	ImageID           *string `json:"imageId"`
 }
 
 // EntryView is the JSON view of e.

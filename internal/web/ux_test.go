@@ -275,6 +275,12 @@ func TestBrowserChatUX(t *testing.T) {
 			b.waitJS("the usage history", `document.querySelectorAll('#usage-list .usage-entry').length === 7`, 10*time.Second)
 			b.shot("13-usage-after-delete")
 			b.noStrayValues()
+			// Also after a reload (the API says the conversation is gone).
+			b.do(chromedp.Reload())
+			b.waitJS("the usage history again", `document.querySelectorAll('#usage-list .usage-entry').length === 7`, 10*time.Second)
+			if n := eval[int](b, `[...document.querySelectorAll('#usage-list .usage-target')].filter((e) => e.textContent === 'in a deleted conversation' && e.tagName !== 'A').length`); n != 6 {
+				t.Errorf("%d entries say they were in a deleted conversation, want the 6 of its replies", n)
+			}
 		})
 	}
 }

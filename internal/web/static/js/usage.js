@@ -111,11 +111,10 @@ export class UsageView {
   target(e) {
     const ref = e.for || {};
     if (ref.type === 'message' && ref.conversationId) {
-      const c = this.app.list && this.app.list.get(ref.conversationId);
-      const deleted = this.app.list && this.app.list.deleted.has(ref.conversationId);
+      const deleted = ref.conversationTitle === null || (this.app.list && this.app.list.deleted.has(ref.conversationId));
       if (deleted) return h('span', { class: 'usage-target muted' }, 'in a deleted conversation');
       return h('a', { class: 'usage-target', href: '#/c/' + encodeURIComponent(ref.conversationId) },
-        c && c.title ? `in \u201c${c.title}\u201d` : 'open the conversation');
+        ref.conversationTitle ? `in \u201c${ref.conversationTitle}\u201d` : 'in an untitled conversation');
     }
     if (ref.type === 'image' && ref.imageId) return h('a', { class: 'usage-target', href: '#/images' }, 'see your images');
     return null;
