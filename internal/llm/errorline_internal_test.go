@@ -80,3 +80,32 @@ func TestErrorLineReaderDoesNotHoldOtherLines(t *testing.T) {
 	}
 	pw.Close()
 }
+
+// FuzzErrorLineReader: whatever the bytes and however they are split into
+// reads, a stream without error: lines comes out unchanged, and one with
+// them keeps every other line.
+func FuzzErrorLineReader(f *testing.F) {
+	f.Add("data: {\"a\":1}\n\nerror: {\"code\":400,\"message\":\"m\"}\n\ndata: [DONE]\n\n")
+	f.Add("err\nerror:\nerror: x\r\ndata:[DONE]")
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := io.ReadAll(newErrorLineReader(iotest.HalfReader(strings.NewReader(in))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want strings.Builder
+		for _, line := range strings.SplitAfter(in, "\n") {
+			if !strings.HasPrefix(line, "error:") {
+				want.WriteString(line)
+			}
+		}
+		var got strings.Builder
+		for _, line := range strings.SplitAfter(string(out), "\n") {
+			if !strings.HasPrefix(line, `data: {"error":`) || strings.HasPrefix(in, line) || strings.Contains(in, "\n"+line) {
+				got.WriteString(line)
+			}
+		}
+		if got.String() != want.String() {
+			t.Fatalf("in %q\nout %q: other lines changed", in, out)
+		}
+	})
+}
