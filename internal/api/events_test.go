@@ -69,7 +69,7 @@ func TestLongContentEventsReachEveryInstance(t *testing.T) {
 		nextMatching(t, events, "conversation.updated", func(c map[string]any) bool { return c["title"] == title })
 
 		// A long message.
-		content := strings.Repeat("日本🙂<>", 1000)
+		content := strings.Repeat("日本🙂<>", 400) // 2,000 characters, 4,800 bytes: fits the 8k context
 		reply := a.send(token, conv, content)
 		nextMatching(t, events, "message.updated", func(m map[string]any) bool { return m["id"] == reply && m["status"] == "complete" })
 		nextMatching(t, events, "conversation.updated", func(c map[string]any) bool {
