@@ -349,7 +349,7 @@ func (l *Ledger) CaptureTx(ctx context.Context, tx *sql.Tx, req CaptureRequest) 
 	if key == "" {
 		key = "capture:" + req.ReservationID
 	}
-	return l.settle(ctx, tx, req.ReservationID, KindCapture, StatusCaptured, req.Amount, key, req.Note)
+	return l.settle(ctx, tx, req.ReservationID, KindCapture, StatusCaptured, req.Amount, key, req.Note, true)
 }
 
 // ReleaseRequest voids a hold.
@@ -376,7 +376,7 @@ func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) 
 	if key == "" {
 		key = "release:" + req.ReservationID
 	}
-	return l.settle(ctx, tx, req.ReservationID, KindRelease, StatusReleased, 0, key, req.Note)
+	return l.settle(ctx, tx, req.ReservationID, KindRelease, StatusReleased, 0, key, req.Note, true)
 }
 
 // settle moves an active reservation to a final status, spending `spend`
@@ -384,8 +384,11 @@ func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) 
 // or nothing: when the hold is no longer active it returns
 // ErrReservationSettled having written nothing, so whichever settlement
 // comes first (a capture, a release, the expiry sweeper) wins and the
-// others change nothing.
-func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, status string, spend int64, key, note string) (Reservation, error) {
+// others change nothing. With retry, a settlement whose key and request
+// were already applied returns that result instead (Capture and Release
+// with the caller's key); without, every settlement but the first is
+// refused.
+func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, status string, spend int64, key, note string, retry bool) (Reservation, error) {
 	r, err := getReservation(ctx, tx, reservationID)
 	if err != nil {
 		return Reservation{}, err
@@ -395,6 +398,9 @@ func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, st
 	}
 	fingerprint := kind + "|" + r.ID + "|" + strconv.FormatInt(spend, 10)
 	retried := func() (Reservation, bool, error) {
+		if !retry {
+			return Reservation{}, false, nil
+		}
 		_, found, err := findKey(ctx, tx, r.UserID, key, fingerprint)
 		if err != nil || !found {
 			return Reservation{}, false, err
@@ -410,8 +416,12 @@ func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, st
 	// concurrent settlements (capture vs. sweeper, say) only one finds the
 	// reservation still active; on PostgreSQL the other waits for it here.
 	now := l.now()
+	onlyIfDue := ""
+	if kind == KindExpire {
+		onlyIfDue = " AND expires_at <= $4" // a renewal that came first keeps the hold
+	}
 	res, err := tx.ExecContext(ctx, `UPDATE credit_reservations SET status = $2, captured = $3, settled_at = $4
-		WHERE id = $1 AND status = 'active'`, r.ID, status, spend, store.NowMillis(now))
+		WHERE id = $1 AND status = 'active'`+onlyIfDue, r.ID, status, spend, store.NowMillis(now))
 	if err != nil {
 		return Reservation{}, fmt.Errorf("%s: update reservation: %w", kind, err)
 	}
