@@ -50,6 +50,7 @@ func TestLedgerSimulation(t *testing.T) {
 			next := atomic.Uint64{}
 			next.Store(first)
 			var failed atomic.Bool
+			var done atomic.Int64
 			var wg sync.WaitGroup
 			start := time.Now()
 			for range workers {
@@ -64,6 +65,9 @@ func TestLedgerSimulation(t *testing.T) {
 							failed.Store(true)
 							t.Errorf("%s seed %d failed (replay with -run TestLedgerSimulation/%s -sim.seed=%d):\n%v",
 								dialect, seed, dialect, seed, err)
+						}
+						if n := done.Add(1); n%1000 == 0 {
+							t.Logf("%s: %d seeds passed so far (%s)", dialect, n, time.Since(start).Round(time.Second))
 						}
 					}
 				})
