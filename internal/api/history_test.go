@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -460,4 +462,52 @@ func TestDeleteConversationAcrossInstances(t *testing.T) {
 		t.Fatalf("credits = %v: want the stopped reply charged and nothing held", c)
 	}
 	wantAuditClean(t, a)
+}
+
+// Deleting a conversation while images are being made for it (and replies
+// sent to it): every request gets a clear answer, never a 500, and
+// nothing is left half done.
+func TestDeleteConversationRaces(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		fake := llmtest.New(t)
+		fake.SetDefault(llmtest.Script{Tokens: []string{"Hi"}})
+		comfy := imagegentest.NewComfyUI(t)
+		s := newChatServer(t, dialect, fake, func(c *app.Config) {
+			c.Images.Backend, c.Images.ComfyUIURL = "comfyui", comfy.URL
+			c.InitialCredits = 100000
+			fastImages(c)
+		})
+		token := s.signup("a@example.com")
+		for range 15 {
+			conv := s.newConversation(token)
+			var wg sync.WaitGroup
+			statuses := make(chan string, 3)
+			run := func(name, method, path string, body any) {
+				defer wg.Done()
+				r := s.do(method, path, token, body)
+				statuses <- fmt.Sprintf("%s %d %s", name, r.status, r.body)
+			}
+			wg.Add(3)
+			go run("image", "POST", "/v1/images", map[string]any{"prompt": "x", "resolution": 512, "conversationId": conv})
+			go run("send", "POST", "/v1/conversations/"+conv+"/messages", map[string]string{"content": "hi"})
+			go run("delete", "DELETE", "/v1/conversations/"+conv, nil)
+			wg.Wait()
+			close(statuses)
+			for st := range statuses {
+				name, rest, _ := strings.Cut(st, " ")
+				code := rest[:3]
+				ok := map[string][]string{"image": {"202", "404", "429"}, "send": {"201", "404", "429"}, "delete": {"204", "409"}}[name]
+				if !slices.Contains(ok, code) {
+					t.Errorf("%s: %s", name, rest)
+				}
+			}
+		}
+		// Whatever won, every hold settles.
+		for deadline := time.Now().Add(20 * time.Second); s.credits(token)["reserved"] != 0.0; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("credits still held: %v", s.credits(token))
+			}
+		}
+		wantAuditClean(t, s)
+	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"luna"
 	"luna/internal/events"
+	"luna/internal/store"
 )
 
 // ErrStillStopping answers a delete whose running reply did not stop in
@@ -41,11 +42,16 @@ func (s *Service) DeleteConversation(ctx context.Context, userID, id string) err
 		}
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Lock the conversation first: a send racing with the delete waits
-		// and then finds it gone (SQLite serialises anyway).
+		// Lock the conversation first, so that a send or an image racing
+		// with the delete waits and then finds it gone. PostgreSQL needs
+		// FOR UPDATE: it is the lock that also holds off the foreign-key
+		// checks of new image jobs (SQLite has one writer anyway).
+		lock := `SELECT generating_message_id FROM conversations WHERE id = $1 AND user_id = $2`
+		if s.db.Dialect == store.Postgres {
+			lock += ` FOR UPDATE`
+		}
 		var generating sql.NullString
-		err := tx.QueryRowContext(ctx, `UPDATE conversations SET updated_at = updated_at WHERE id = $1 AND user_id = $2
-			RETURNING generating_message_id`, id, userID).Scan(&generating)
+		err := tx.QueryRowContext(ctx, lock, id, userID).Scan(&generating)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrConversationNotFound // deleted meanwhile
 		}
@@ -80,4 +86,17 @@ func (s *Service) DeleteConversation(ctx context.Context, userID, id string) err
 	}
 	s.publish(ctx, userID, events.ConversationDeleted, id)
 	return nil
+}
+
+// whyNotClaimed explains a send whose claim of the conversation matched no
+// row: a reply is generating, or the conversation was deleted meanwhile.
+func (s *Service) whyNotClaimed(ctx context.Context, tx *sql.Tx, conversationID string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM conversations WHERE id = $1`, conversationID).Scan(&n); err != nil {
+		return fmt.Errorf("check conversation: %w", err)
+	}
+	if n == 0 {
+		return ErrConversationNotFound
+	}
+	return ErrGenerationInProgress
 }

@@ -135,7 +135,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 			return fmt.Errorf("claim conversation: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrGenerationInProgress
+			return s.whyNotClaimed(ctx, tx, conv.ID)
 		}
 		// A free model places no hold (and charges nothing).
 		var holdID any

@@ -154,6 +154,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 			VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)`,
 			job.ID, job.UserID, nullString(job.ConversationID), job.Prompt, job.Resolution, job.Cost, job.ReservationID,
 			nullString(job.ClientRequestID), job.Seed, store.NowMillis(now))
+		if store.IsForeignKeyViolation(err) && job.ConversationID != "" {
+			return &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."} // deleted meanwhile
+		}
 		if err != nil {
 			return fmt.Errorf("insert image job: %w", err)
 		}
