@@ -191,8 +191,10 @@ func TestKilledInstanceIsSettledByAnother(t *testing.T) {
 	}
 }
 
-// A server killed while an image is processing, then restarted: the job
-// completes with one upstream submission and one charge.
+// A server killed while an image is processing, then restarted after an
+// outage longer than the job's credit hold: the job completes with one
+// upstream submission and one charge, from its hold (start-up renews the
+// holds of the queued jobs before the expiry sweeper runs).
 func TestKilledServerFinishesItsImage(t *testing.T) {
 	bin := buildLuna(t)
 	for _, dialect := range storetest.Dialects {
@@ -206,8 +208,9 @@ func killDuringImage(t *testing.T, bin string, dialect store.Dialect) {
 	dataDir := t.TempDir()
 	args := []string{"--data-dir", dataDir, "--image-backend", "comfyui", "--comfyui-url", fake.URL, "--image-lease", "2s"}
 	auditEnv := []string{"LUNA_DATA_DIR=" + dataDir}
+	dbURL := ""
 	if dialect == store.Postgres {
-		dbURL := storetest.URL(t, store.Postgres)
+		dbURL = storetest.URL(t, store.Postgres)
 		args = append(args, "--database-url", dbURL)
 		auditEnv = append(auditEnv, "LUNA_DATABASE_URL="+dbURL)
 	}
@@ -222,6 +225,15 @@ func killDuringImage(t *testing.T, bin string, dialect store.Dialect) {
 	}
 	first.kill(t)
 	fake.SetNeverFinish(false)
+	// An hour passes: the hold's lifetime (image timeout + 30 min) is over.
+	db, err := store.Open(context.Background(), dbURL, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), `UPDATE credit_reservations SET expires_at = expires_at - 3600000`); err != nil {
+		t.Fatal(err)
+	}
 
 	second := startLuna(t, bin, args...)
 	deadline := time.Now().Add(30 * time.Second)
@@ -242,6 +254,10 @@ func killDuringImage(t *testing.T, bin string, dialect store.Dialect) {
 	me := call(t, "GET", second.url+"/v1/me", token, nil)
 	if c := me["credits"].(map[string]any); c["balance"] != 950.0 || c["reserved"] != 0.0 {
 		t.Fatalf("credits = %v, want one charge of 50", c)
+	}
+	var status string
+	if err := db.QueryRowContext(context.Background(), `SELECT status FROM credit_reservations`).Scan(&status); err != nil || status != "captured" {
+		t.Fatalf("hold %q (%v), want captured: it expired while its job was queued", status, err)
 	}
 	if out, code := runLuna(t, bin, auditEnv, "credits", "audit"); code != 0 {
 		t.Fatalf("audit: %d %s", code, out)

@@ -271,6 +271,7 @@ func (a *App) Chat() *chat.Service { return a.chat }
 // then stops the image workers.
 func (a *App) RunBackground(ctx context.Context) error {
 	a.chat.Recover(ctx)
+	a.images.Recover(ctx)
 	if err := a.images.Start(ctx); err != nil {
 		return err
 	}
@@ -332,9 +333,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		stopBackground()
 		wg.Wait()
 	}()
-	// Replies left running by a previous run release their holds before
-	// the expiry sweeper starts (after a long outage both are due).
+	// Replies left running by a previous run release their holds, and
+	// queued image jobs renew theirs, before the expiry sweeper starts
+	// (after a long outage every hold is due).
 	a.chat.Recover(bgCtx)
+	a.images.Recover(bgCtx)
 	sweeper := &credits.Sweeper{Ledger: a.ledger, Interval: a.cfg.SweepInterval, Logger: a.logger}
 	wg.Go(func() { sweeper.Run(bgCtx) })
 	limitPruner := &ratelimit.Pruner{DB: a.db, Logger: a.logger}

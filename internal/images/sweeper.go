@@ -11,10 +11,13 @@ import (
 	"luna/internal/store"
 )
 
-// Run re-queues jobs whose processing instance died (their lease lapsed),
-// until ctx ends. With SQLite, one process owns the database, so at start
-// every processing job not leased by this process is re-queued at once.
-func (s *Service) Run(ctx context.Context) {
+// Recover takes over what a previous run left: call it once at start-up,
+// before the credit expiry sweeper starts. With SQLite, one process owns
+// the database, so every processing job not leased by this process is
+// re-queued at once. On both databases the credit holds of the queued and
+// processing jobs are renewed: those jobs will run, so an outage longer
+// than a hold's lifetime must not void their holds.
+func (s *Service) Recover(ctx context.Context) {
 	if s.db.Dialect == store.SQLite {
 		if n, err := s.requeueOrphans(ctx, true); err != nil {
 			s.logger.Error("re-queue orphaned image jobs", "err", err)
@@ -22,6 +25,43 @@ func (s *Service) Run(ctx context.Context) {
 			s.logger.Info("re-queued image jobs left by the previous run", "count", n)
 		}
 	}
+	if err := s.renewQueuedHolds(ctx); err != nil {
+		s.logger.Error("renew credit holds of queued image jobs", "err", err)
+	}
+}
+
+func (s *Service) renewQueuedHolds(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT reservation_id FROM image_jobs
+		WHERE status IN ('pending', 'processing') AND reservation_id IS NOT NULL`)
+	if err != nil {
+		return fmt.Errorf("list queued image jobs: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("list queued image jobs: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list queued image jobs: %w", err)
+	}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 500)]
+		ids = ids[len(batch):]
+		if _, err := s.ledger.RenewHolds(ctx, batch, s.cfg.HoldTTL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run re-queues jobs whose processing instance died (their lease lapsed),
+// until ctx ends. Call it once per process, after Recover.
+func (s *Service) Run(ctx context.Context) {
 	ticker := time.NewTicker(s.cfg.SweepInterval)
 	defer ticker.Stop()
 	for {
