@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -269,5 +270,48 @@ func TestRenewedHoldsDoNotExpire(t *testing.T) {
 		}
 		wantCredits(t, l, user, luna.Credits{Balance: 100, Reserved: 10, Available: 90})
 		wantCleanAudit(t, l)
+	})
+}
+
+// The audit understands charges: a hold's extra charge and shortfall must
+// match its charge entry, and every entry must have its kind's shape.
+func TestAuditChecksCharges(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := credits.NewLedger(db)
+		user := newUser(t, db, "u1")
+		grant(t, l, user, 100)
+		hold, err := l.Reserve(ctx, credits.ReserveRequest{UserID: user, Amount: 10, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		settle(t, l, hold.ID, 150) // 10 from the hold, 90 beyond, 50 short
+		wantCleanAudit(t, l)
+
+		tampered := []struct {
+			name, sql string
+			want      string
+		}{
+			{"extra charge changed", `UPDATE credit_reservations SET extra_charged = 80 WHERE id = $1`, "spent amount differs"},
+			{"shortfall changed", `UPDATE credit_reservations SET shortfall = 0 WHERE id = $1`, "shortfall differs"},
+			{"a charge that adds", `INSERT INTO credit_entries (user_id, kind, balance_delta, reserved_delta, reservation_id,
+				idempotency_key, fingerprint, created_at) VALUES ('u1', 'charge', 5, 0, $1, 'bogus', 'f', 0)`, "is not a valid charge"},
+		}
+		for _, tt := range tampered {
+			if _, err := db.ExecContext(ctx, tt.sql, hold.ID); err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			report, err := l.Audit(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, m := range report.Mismatches {
+				found = found || strings.Contains(m.String(), tt.want)
+			}
+			if !found {
+				t.Errorf("%s: audit mismatches %v, want one saying %q", tt.name, report.Mismatches, tt.want)
+			}
+		}
 	})
 }
