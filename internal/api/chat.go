@@ -162,6 +162,10 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if userMsg, err = s.chat.WithVersion(r.Context(), userMsg); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusCreated, map[string]chat.MessageJSON{
 		"userMessage": chat.MessageView(userMsg), "assistantMessage": chat.MessageView(reply),
 	})
@@ -169,6 +173,9 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleGetMessage(w http.ResponseWriter, r *http.Request) {
 	m, err := s.chat.GetMessage(r.Context(), userFrom(r.Context()).ID, r.PathValue("id"))
+	if err == nil {
+		m, err = s.chat.WithVersion(r.Context(), m)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -320,6 +327,9 @@ func (s *Server) readChange(ctx context.Context, userID string, c events.Change)
 		return chat.ConversationDeletedJSON{ID: c.ID}, nil // nothing left to read
 	case events.MessageCreated, events.MessageUpdated:
 		m, err := s.chat.GetMessage(ctx, userID, c.ID)
+		if err == nil {
+			m, err = s.chat.WithVersion(ctx, m)
+		}
 		return chat.MessageEvent(m), err
 	case events.ImageUpdated:
 		j, err := s.images.Get(ctx, userID, c.ID)

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"luna"
+	"luna/internal/chat"
 	"luna/internal/ratelimit"
 )
 
@@ -56,6 +57,10 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// A refusal for credits says what the request needs and what the
+	// user has (insufficient_credits from sending a message or acting on one).
+	CreditsNeeded    *int64 `json:"creditsNeeded,omitempty"`
+	CreditsAvailable *int64 `json:"creditsAvailable,omitempty"`
 }
 
 // writeJSON writes v as the JSON response body with the given status.
@@ -87,7 +92,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", defaultRetryAfter)
 	}
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message}})
+	detail := errorDetail{Code: code, Message: message}
+	var short *chat.InsufficientCreditsError
+	if errors.As(err, &short) {
+		detail.CreditsNeeded, detail.CreditsAvailable = &short.Needed, &short.Available
+	}
+	writeJSON(w, status, errorBody{Error: detail})
 }
 
 // defaultRetryAfter is the Retry-After (seconds) of a 429 whose handler did

@@ -166,6 +166,11 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/messages/{id}", true, s.handleGetMessage},
 		{"GET", "/v1/messages/{id}/stream", true, s.handleMessageStream},
 		{"POST", "/v1/messages/{id}/cancel", true, s.handleCancelMessage},
+		{"POST", "/v1/messages/{id}/regenerate", true, s.handleMessageAction(chat.ActionRegenerate)}, // rate counted in the action (userRate)
+		{"POST", "/v1/messages/{id}/continue", true, s.handleMessageAction(chat.ActionContinue)},     // rate counted in the action (userRate)
+		{"POST", "/v1/messages/{id}/edit", true, s.handleMessageAction(chat.ActionEdit)},             // rate counted in the action (userRate)
+		{"POST", "/v1/messages/{id}/select", true, s.handleSelectVersion},
+		{"POST", "/v1/estimate", true, s.handleEstimate},
 		{"GET", "/v1/events", true, s.handleEvents},
 		{"GET", "/v1/credits/entries", true, s.handleListCreditEntries},
 

@@ -33,6 +33,7 @@ var (
 	ErrGenerationInProgress = &luna.Error{Code: luna.CodeGenerationInProgress, Message: "A reply is still being generated in this conversation; wait for it or stop it."}
 	ErrModelUnavailable     = &luna.Error{Code: luna.CodeModelUnavailable, Message: "This conversation's model is no longer available."}
 	ErrShuttingDown         = &luna.Error{Code: luna.CodeUnavailable, Message: "The server is restarting; try again in a moment."}
+	ErrConversationChanged  = &luna.Error{Code: luna.CodeConflict, Message: "The conversation changed meanwhile (another version is shown); look again and retry."}
 	ErrTooManyRunning       = &luna.Error{Code: luna.CodeRateLimited, Message: "Too many replies are being generated at once; wait for one to finish."}
 	ErrClientMessageIDReuse = &luna.Error{Code: luna.CodeIdempotencyConflict, Message: "This clientMessageId was already used for a different message in this conversation."}
 )
@@ -51,6 +52,7 @@ type Conversation struct {
 	Title               string
 	LastMessagePreview  string
 	GeneratingMessageID string
+	LeafMessageID       string // the last message of the path shown (versions.go)
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 }
@@ -76,14 +78,18 @@ type Message struct {
 	MaxTokens        int
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+	// Versions are the ids of this message's versions (itself and its
+	// siblings), oldest first; filled in by the calls that show messages
+	// to clients, nil elsewhere.
+	Versions []string
 }
 
-const conversationColumns = `id, user_id, model_id, title, last_message_preview, COALESCE(generating_message_id, ''), created_at, updated_at`
+const conversationColumns = `id, user_id, model_id, title, last_message_preview, COALESCE(generating_message_id, ''), COALESCE(leaf_message_id, ''), created_at, updated_at`
 
 func scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
 	var c Conversation
 	var created, updated int64
-	err := row.Scan(&c.ID, &c.UserID, &c.ModelID, &c.Title, &c.LastMessagePreview, &c.GeneratingMessageID, &created, &updated)
+	err := row.Scan(&c.ID, &c.UserID, &c.ModelID, &c.Title, &c.LastMessagePreview, &c.GeneratingMessageID, &c.LeafMessageID, &created, &updated)
 	c.CreatedAt, c.UpdatedAt = store.Time(created), store.Time(updated)
 	return c, err
 }

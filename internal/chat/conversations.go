@@ -137,19 +137,26 @@ func (s *Service) RenameConversation(ctx context.Context, userID, id, title stri
 	return c, nil
 }
 
-// ListMessages returns a page of a conversation's messages in
-// chronological order: the newest ones first time, then older pages through
-// the cursor.
+// ListMessages returns a page of the messages a conversation shows (the
+// path to its leaf, see versions.go) in chronological order: the newest
+// ones first time, then older pages through the cursor. Each carries its
+// versions.
 func (s *Service) ListMessages(ctx context.Context, userID, conversationID string, page Page) ([]Message, string, error) {
 	limit, err := page.limit(50)
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := s.GetConversation(ctx, userID, conversationID); err != nil {
+	conv, err := s.GetConversation(ctx, userID, conversationID)
+	if err != nil {
 		return nil, "", err
 	}
-	query := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = $1`
-	args := []any{conversationID}
+	if conv.LeafMessageID == "" {
+		return nil, "", nil
+	}
+	// Along a path, children are newer than their parents: the (created_at,
+	// id) order is the path's order.
+	query := pathCTE + `SELECT ` + messageColumns + ` FROM messages WHERE id IN (SELECT id FROM shown)`
+	args := []any{conv.LeafMessageID}
 	if page.Cursor != "" {
 		c, err := cursor.Parse(page.Cursor)
 		if err != nil {
@@ -183,6 +190,9 @@ func (s *Service) ListMessages(ctx context.Context, userID, conversationID strin
 	}
 	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
 		list[i], list[j] = list[j], list[i]
+	}
+	if err := s.WithVersions(ctx, list); err != nil {
+		return nil, "", err
 	}
 	return list, next, nil
 }

@@ -87,16 +87,3 @@ func (s *Service) DeleteConversation(ctx context.Context, userID, id string) err
 	s.publish(ctx, userID, events.ConversationDeleted, id)
 	return nil
 }
-
-// whyNotClaimed explains a send whose claim of the conversation matched no
-// row: a reply is generating, or the conversation was deleted meanwhile.
-func (s *Service) whyNotClaimed(ctx context.Context, tx *sql.Tx, conversationID string) error {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM conversations WHERE id = $1`, conversationID).Scan(&n); err != nil {
-		return fmt.Errorf("check conversation: %w", err)
-	}
-	if n == 0 {
-		return ErrConversationNotFound
-	}
-	return ErrGenerationInProgress
-}

@@ -35,8 +35,11 @@ type generation struct {
 	history []Message
 	prompt  []llm.Message   // what Send fitted into the context and held credits for
 	count   llm.PromptCount // its tokens
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// continuing: the model continues the reply's text (the prompt's last
+	// message), which text already holds; offsets count from its start.
+	continuing bool
+	ctx        context.Context
+	cancel     context.CancelFunc
 
 	mu         sync.Mutex
 	text       []byte
@@ -141,12 +144,17 @@ func (e *engine) get(messageID string) *generation {
 	return e.gens[messageID]
 }
 
-// start begins generating reply in the background. The generation belongs
-// to the server: it goes on when the client that sent it disconnects.
-func (e *engine) start(reply Message, model models.Model, history []Message, prompt []llm.Message, count llm.PromptCount) {
+// start begins generating reply as planned, in the background. The
+// generation belongs to the server: it goes on when the client that sent it
+// disconnects. A continued reply starts from its stored text.
+func (e *engine) start(reply Message, p replyPlan) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.MaxDuration)
-	g := &generation{reply: reply, model: model, history: history, prompt: prompt, count: count, ctx: ctx, cancel: cancel,
-		status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now(), holdAt: e.s.now()}
+	g := &generation{reply: reply, model: p.model, history: p.history, prompt: p.prompt, count: p.count, continuing: p.continuing,
+		ctx: ctx, cancel: cancel, status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now(), holdAt: e.s.now()}
+	if p.continuing {
+		g.text = []byte(reply.Content)
+		g.persisted = len(g.text)
+	}
 	e.mu.Lock()
 	e.gens[reply.ID] = g
 	e.running.Add(1)
@@ -171,6 +179,7 @@ func (e *engine) run(g *generation) {
 	req := llm.Request{
 		BaseURL: model.BaseURL, APIKey: model.APIKey, Model: model.ServedModelName, Messages: prompt,
 		MaxTokens: g.reply.MaxTokens, ConnectTimeout: model.ConnectTimeout, FirstTokenTimeout: firstToken,
+		IdleTimeout: e.s.cfg.ReplyIdleTimeout, ContinueFinalMessage: g.continuing,
 	}
 	var res llm.Result
 	release, err := e.acquireModelSlot(g.ctx, model.ID)
@@ -198,7 +207,7 @@ func (e *engine) run(g *generation) {
 		if upstreamErr.Kind == llm.KindContextLength && !retriedContext && len(g.history) > 1 {
 			retriedContext = true
 			var count llm.PromptCount
-			prompt, count = buildPrompt(model, g.history, max(1, len(g.history)/2), e.s.promptCounter(g.ctx, model))
+			prompt, count = buildPrompt(model, g.history, max(1, len(g.history)/2), e.s.promptCounter(g.ctx, model, g.continuing))
 			promptTokens = count.Tokens
 			req.Messages = prompt
 			e.s.logger.Info("context too long; retrying with fewer messages", "message_id", g.reply.ID, "messages", len(prompt))
@@ -326,8 +335,10 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (Mes
 	now := e.s.now()
 	var final Message
 	err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, prompt_tokens = $4,
-				completion_tokens = $5, credits_charged = 0, finish_reason = $6, error_code = $7, error_message = $8,
+		// Token counts and charges add up: a continued reply pays for each
+		// run (new replies start from zero).
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, prompt_tokens = prompt_tokens + $4,
+				completion_tokens = completion_tokens + $5, finish_reason = $6, error_code = $7, error_message = $8,
 				lease_owner = NULL, lease_expires_at = NULL, completed_at = $9, updated_at = $9
 			WHERE id = $1 AND status IN ('pending', 'streaming') AND lease_owner = $10`,
 			g.reply.ID, text, o.status, o.promptTokens, o.completionTokens, finishReason, o.errorCode, o.errorMessage,
@@ -342,7 +353,7 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (Mes
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = $2, credits_shortfall = $3 WHERE id = $1`,
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = credits_charged + $2, credits_shortfall = credits_shortfall + $3 WHERE id = $1`,
 			g.reply.ID, settled.Charged, settled.Shortfall); err != nil {
 			return fmt.Errorf("record charge: %w", err)
 		}

@@ -19,7 +19,8 @@ const (
 
 // promptCounter returns how prompts for model are counted: by the model
 // server's tokenizer when the Streamer can ask it, else by the byte bound.
-func (s *Service) promptCounter(ctx context.Context, model models.Model) func([]llm.Message) llm.PromptCount {
+// continuing counts a prompt whose last message the model continues.
+func (s *Service) promptCounter(ctx context.Context, model models.Model, continuing bool) func([]llm.Message) llm.PromptCount {
 	pc, ok := s.streamer.(PromptCounter)
 	if !ok {
 		return estimatePrompt
@@ -27,7 +28,7 @@ func (s *Service) promptCounter(ctx context.Context, model models.Model) func([]
 	return func(prompt []llm.Message) llm.PromptCount {
 		return pc.CountPromptTokens(ctx, llm.Request{
 			BaseURL: model.BaseURL, APIKey: model.APIKey, Model: model.ServedModelName,
-			Messages: prompt, ConnectTimeout: model.ConnectTimeout,
+			Messages: prompt, ConnectTimeout: model.ConnectTimeout, ContinueFinalMessage: continuing,
 		})
 	}
 }

@@ -5,13 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
+	"time"
 
 	"luna"
-	"luna/internal/credits"
 	"luna/internal/events"
-	"luna/internal/models"
 	"luna/internal/store"
 )
 
@@ -36,13 +33,11 @@ var errRetried = errors.New("retried send")
 // the most the reply can cost, and starts generating the reply. It returns
 // at once with both messages.
 func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Message, err error) {
-	content := strings.TrimSpace(req.Content)
-	switch {
-	case content == "":
-		return Message{}, Message{}, luna.Errorf(luna.CodeInvalidRequest, "The message is empty.")
-	case utf8.RuneCountInString(content) > MaxContentChars:
-		return Message{}, Message{}, luna.Errorf(luna.CodeInvalidRequest, "The message is longer than %d characters.", MaxContentChars)
-	case len(req.ClientMessageID) > 100:
+	content, err := checkContent(req.Content, false)
+	if err != nil {
+		return Message{}, Message{}, err
+	}
+	if len(req.ClientMessageID) > 100 {
 		return Message{}, Message{}, luna.Errorf(luna.CodeInvalidRequest, "clientMessageId must be at most 100 characters.")
 	}
 	conv, err := s.GetConversation(ctx, req.UserID, req.ConversationID)
@@ -57,29 +52,26 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	if s.engine.closing() {
 		return Message{}, Message{}, ErrShuttingDown
 	}
-	model, err := models.Get(ctx, s.db, conv.ModelID)
+	model, err := s.activeModel(ctx, conv.ModelID, false)
 	if err != nil {
 		return Message{}, Message{}, err
 	}
-	if !model.Active {
-		return Message{}, Message{}, ErrModelUnavailable
-	}
-	history, err := s.history(ctx, conv.ID)
+	// The new message follows the shown path (versions.go).
+	history, err := pathTo(ctx, s.db, conv.LeafMessageID, historyLimit, true)
 	if err != nil {
 		return Message{}, Message{}, err
 	}
 	now := s.now()
 	userMsg = Message{
 		ID: newID(), ConversationID: conv.ID, UserID: req.UserID, Role: "user", Content: content,
-		Status: StatusComplete, ClientMessageID: req.ClientMessageID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+		Status: StatusComplete, ClientMessageID: req.ClientMessageID, ParentID: conv.LeafMessageID,
+		CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 	}
 	// The same count decides what fits in the context and what is held.
-	prompt, count := buildPrompt(model, append(history, userMsg), 0, s.promptCounter(ctx, model))
-	promptTokens := count.Tokens
-	if promptTokens+s.cfg.MinReplyTokens > model.ContextTokens {
-		return Message{}, Message{}, luna.Errorf(luna.CodeInvalidRequest, "The message is too long for this model's context window.")
+	plan, err := s.planReply(ctx, model, append(history, userMsg), false)
+	if err != nil {
+		return Message{}, Message{}, err
 	}
-	maxTokens := min(model.MaxOutputTokens, model.ContextTokens-promptTokens)
 
 	replyAt := now.Add(1e6) // one millisecond later: the reply sorts after the question
 	reply = Message{
@@ -110,59 +102,21 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 				return err
 			}
 		}
-		var running int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND status IN ('pending', 'streaming')`,
-			req.UserID).Scan(&running); err != nil {
-			return fmt.Errorf("count running replies: %w", err)
-		}
-		if running >= s.cfg.MaxRunningPerUser {
-			return ErrTooManyRunning
-		}
-		// Cap the reply to what the balance affords rather than refusing.
-		balance, err := credits.BalanceTx(ctx, tx, req.UserID)
+		var err error
+		reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, conv.ID, reply.ID, "reply:"+reply.ID, plan)
 		if err != nil {
 			return err
 		}
-		affordable := model.TokensAffordable(balance.Available) - int64(promptTokens)
-		reply.MaxTokens = int(min(int64(maxTokens), max(affordable, 0)))
-		if reply.MaxTokens < s.cfg.MinReplyTokens {
-			return credits.ErrInsufficientCredits
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = $3, updated_at = $4,
-			last_message_preview = $5 WHERE id = $1 AND user_id = $2 AND generating_message_id IS NULL`,
-			conv.ID, req.UserID, reply.ID, store.NowMillis(now), preview(content))
-		if err != nil {
-			return fmt.Errorf("claim conversation: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return s.whyNotClaimed(ctx, tx, conv.ID)
-		}
-		// A free model places no hold (and charges nothing).
-		var holdID any
-		if amount := model.Cost(int64(promptTokens + reply.MaxTokens)); amount > 0 {
-			hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
-				UserID: req.UserID, Amount: amount, TTL: s.cfg.ReservationTTL,
-				IdempotencyKey: "reply:" + reply.ID, Reference: credits.MessageReference(conv.ID, reply.ID),
-			})
-			if err != nil {
-				return err
-			}
-			reply.ReservationID, holdID = hold.ID, hold.ID
+		if err := s.claimConversation(ctx, tx, req.UserID, conv, reply.ID, reply.ID, preview(content), now); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, content, status,
-				client_message_id, created_at, updated_at) VALUES ($1, $2, $3, 'user', $4, 'complete', $5, $6, $6)`,
-			userMsg.ID, conv.ID, req.UserID, content, nullString(req.ClientMessageID), store.NowMillis(now)); err != nil {
+				client_message_id, parent_id, created_at, updated_at) VALUES ($1, $2, $3, 'user', $4, 'complete', $5, $6, $7, $7)`,
+			userMsg.ID, conv.ID, req.UserID, content, nullString(req.ClientMessageID), nullString(userMsg.ParentID),
+			store.NowMillis(now)); err != nil {
 			return fmt.Errorf("insert user message: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, status, parent_id,
-				reservation_id, max_tokens, lease_owner, lease_expires_at, created_at, updated_at)
-			VALUES ($1, $2, $3, 'assistant', 'pending', $4, $5, $6, $7, $8, $9, $9)`,
-			reply.ID, conv.ID, req.UserID, userMsg.ID, holdID, reply.MaxTokens, s.engine.instanceID,
-			store.NowMillis(now.Add(s.cfg.LeaseTTL)), store.NowMillis(replyAt))
-		if err != nil {
-			return fmt.Errorf("insert reply: %w", err)
-		}
-		return nil
+		return s.insertReply(ctx, tx, reply, now)
 	})
 	if errors.Is(err, errRetried) {
 		return userMsg, reply, nil
@@ -176,7 +130,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	if err != nil {
 		return Message{}, Message{}, err
 	}
-	s.engine.start(reply, model, append(history, userMsg), prompt, count)
+	s.engine.start(reply, plan)
 	conv.GeneratingMessageID, conv.UpdatedAt, conv.LastMessagePreview = reply.ID, now.UTC(), preview(content)
 	s.publish(ctx, req.UserID, events.MessageCreated, userMsg.ID)
 	s.publish(ctx, req.UserID, events.MessageCreated, reply.ID)
@@ -202,7 +156,7 @@ func (s *Service) findSent(ctx context.Context, q interface {
 		return Message{}, Message{}, false, ErrClientMessageIDReuse
 	}
 	reply, err = scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
-		WHERE parent_id = $1 AND role = 'assistant'`, userMsg.ID))
+		WHERE parent_id = $1 AND role = 'assistant' ORDER BY created_at, id LIMIT 1`, userMsg.ID))
 	if err != nil {
 		return Message{}, Message{}, false, fmt.Errorf("find reply of sent message: %w", err)
 	}
@@ -213,26 +167,43 @@ func (s *Service) findSent(ctx context.Context, q interface {
 // prompt; the context budget usually cuts sooner.
 const historyLimit = 200
 
-// history returns the conversation's earlier messages that belong in a
-// prompt, oldest first: user messages and assistant replies with text.
-func (s *Service) history(ctx context.Context, conversationID string) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
-		WHERE conversation_id = $1 AND (role = 'user' OR (role = 'assistant' AND content <> '' AND status IN ('complete', 'cancelled', 'interrupted')))
-		ORDER BY created_at DESC, id DESC LIMIT $2`, conversationID, historyLimit)
+// claimConversation marks the conversation as generating replyID and shows
+// leafID, provided no reply is generating and the shown path is still the
+// one the prompt was built from; else 409.
+func (s *Service) claimConversation(ctx context.Context, tx *sql.Tx, userID string, conv Conversation, replyID, leafID, lastPreview string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = $3, leaf_message_id = $4, updated_at = $5,
+			last_message_preview = CASE WHEN $6 <> '' THEN $6 ELSE last_message_preview END
+		WHERE id = $1 AND user_id = $2 AND generating_message_id IS NULL AND COALESCE(leaf_message_id, '') = $7`,
+		conv.ID, userID, replyID, leafID, store.NowMillis(now), lastPreview, conv.LeafMessageID)
 	if err != nil {
-		return nil, fmt.Errorf("load history: %w", err)
+		return fmt.Errorf("claim conversation: %w", err)
 	}
-	defer rows.Close()
-	var list []Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("load history: %w", err)
-		}
-		list = append(list, m)
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
 	}
-	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
-		list[i], list[j] = list[j], list[i]
+	var generating sql.NullString
+	err = tx.QueryRowContext(ctx, `SELECT generating_message_id FROM conversations WHERE id = $1`, conv.ID).Scan(&generating)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrConversationNotFound // deleted meanwhile
 	}
-	return list, rows.Err()
+	if err != nil {
+		return fmt.Errorf("claim conversation: %w", err)
+	}
+	if generating.Valid {
+		return ErrGenerationInProgress
+	}
+	return ErrConversationChanged
+}
+
+// insertReply stores a new reply, pending, under this instance's lease.
+func (s *Service) insertReply(ctx context.Context, tx *sql.Tx, reply Message, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, status, parent_id,
+			reservation_id, max_tokens, client_message_id, lease_owner, lease_expires_at, created_at, updated_at)
+		VALUES ($1, $2, $3, 'assistant', 'pending', $4, $5, $6, $7, $8, $9, $10, $10)`,
+		reply.ID, reply.ConversationID, reply.UserID, reply.ParentID, nullString(reply.ReservationID), reply.MaxTokens,
+		nullString(reply.ClientMessageID), s.engine.instanceID, store.NowMillis(now.Add(s.cfg.LeaseTTL)), store.NowMillis(reply.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert reply: %w", err)
+	}
+	return nil
 }

@@ -34,11 +34,15 @@ type Config struct {
 	MinReplyTokens           int           // a send is refused (402) when the balance cannot pay for this many output tokens; 32
 	HeartbeatEvery           time.Duration // SSE comment interval on idle streams; 15s
 	TitleTimeout             time.Duration // 30s
-	DefaultFirstTokenTimeout time.Duration // when the model sets none; 2m
-	MaxRunningPerUser        int           // replies generating at once per user; beyond it 429; 3
-	MaxRunningPerModel       int           // upstream requests at once per model on this instance; more wait for a slot; 64
-	ModelSlotWait            time.Duration // how long a reply waits for a model slot before failing as busy; 1m
-	RetryBackoff             time.Duration // wait before retrying an upstream failure before the first token, jittered to ½–1½ times; 1s
+	DefaultFirstTokenTimeout time.Duration // when the model sets none; ReplyIdleTimeout
+	// ReplyIdleTimeout ends a reply that gets no new text this long, as an
+	// error with its hold released; also the default wait for the first
+	// token; 90s.
+	ReplyIdleTimeout   time.Duration
+	MaxRunningPerUser  int           // replies generating at once per user; beyond it 429; 3
+	MaxRunningPerModel int           // upstream requests at once per model on this instance; more wait for a slot; 64
+	ModelSlotWait      time.Duration // how long a reply waits for a model slot before failing as busy; 1m
+	RetryBackoff       time.Duration // wait before retrying an upstream failure before the first token, jittered to ½–1½ times; 1s
 }
 
 func (c *Config) setDefaults() {
@@ -55,7 +59,8 @@ func (c *Config) setDefaults() {
 	def(&c.ReservationTTL, 30*time.Minute)
 	def(&c.HeartbeatEvery, 15*time.Second)
 	def(&c.TitleTimeout, 30*time.Second)
-	def(&c.DefaultFirstTokenTimeout, 2*time.Minute)
+	def(&c.ReplyIdleTimeout, 90*time.Second)
+	def(&c.DefaultFirstTokenTimeout, c.ReplyIdleTimeout)
 	if c.MinReplyTokens <= 0 {
 		c.MinReplyTokens = 32
 	}

@@ -9,6 +9,7 @@ type ConversationJSON struct {
 	Title               string    `json:"title"`
 	LastMessagePreview  string    `json:"lastMessagePreview"`
 	GeneratingMessageID *string   `json:"generatingMessageId"`
+	LeafMessageID       *string   `json:"leafMessageId"`
 	CreatedAt           time.Time `json:"createdAt"`
 	UpdatedAt           time.Time `json:"updatedAt"`
 }
@@ -19,6 +20,9 @@ func ConversationEvent(c Conversation) ConversationJSON {
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 	if c.GeneratingMessageID != "" {
 		v.GeneratingMessageID = &c.GeneratingMessageID
+	}
+	if c.LeafMessageID != "" {
+		v.LeafMessageID = &c.LeafMessageID
 	}
 	return v
 }
@@ -44,8 +48,16 @@ type MessageJSON struct {
 	FinishReason     string     `json:"finishReason"`
 	Error            *ErrorJSON `json:"error"`
 	ClientMessageID  *string    `json:"clientMessageId"`
-	CreatedAt        time.Time  `json:"createdAt"`
-	UpdatedAt        time.Time  `json:"updatedAt"`
+	// ParentID is the message this one follows (versions.go); versions of
+	// a message share it.
+	ParentID *string `json:"parentId"`
+	// VersionIDs are the ids of this message's versions, oldest first;
+	// VersionIndex (1-based) is this one's place among them.
+	VersionIDs   []string  `json:"versionIds"`
+	VersionIndex int       `json:"versionIndex"`
+	VersionCount int       `json:"versionCount"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
 }
 
 // MessageView is the JSON view of m, with its content.
@@ -65,6 +77,19 @@ func MessageEvent(m Message) MessageJSON {
 	}
 	if m.ClientMessageID != "" {
 		v.ClientMessageID = &m.ClientMessageID
+	}
+	if m.ParentID != "" {
+		v.ParentID = &m.ParentID
+	}
+	v.VersionIDs = m.Versions
+	if len(v.VersionIDs) == 0 {
+		v.VersionIDs = []string{m.ID}
+	}
+	v.VersionCount, v.VersionIndex = len(v.VersionIDs), 1
+	for i, id := range v.VersionIDs {
+		if id == m.ID {
+			v.VersionIndex = i + 1
+		}
 	}
 	return v
 }

@@ -197,6 +197,7 @@ func (sf *serveFlags) register(fs *flagSet) {
 	fs.Duration(&cfg.SweepInterval, "sweep-interval", 30*time.Second, "how often expired credit reservations are voided")
 	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", 30*time.Second, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it for this long")
 	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", 15*time.Minute, "longest a reply may generate")
+	fs.Duration(&cfg.Chat.ReplyIdleTimeout, "reply-idle-timeout", 90*time.Second, "a reply with no new text this long (first token included) ends as an error, its credits released")
 	ic := &cfg.Images
 	fs.String(&ic.Backend, "image-backend", "", "images: comfyui, runpod, or empty for the built-in demo endpoint")
 	fs.String(&ic.ComfyUIURL, "comfyui-url", "", "images: ComfyUI base URL, e.g. http://gpu1:8188")

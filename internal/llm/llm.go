@@ -71,6 +71,12 @@ type Request struct {
 	// 60 s. SSE comments (": keep-alive") do not reset it: openai-go
 	// swallows them.
 	IdleTimeout time.Duration
+
+	// ContinueFinalMessage makes the model continue the last message, an
+	// assistant's, instead of answering it: vLLM is sent
+	// "continue_final_message": true and "add_generation_prompt": false;
+	// llama.cpp continues a final assistant message anyway (prefill).
+	ContinueFinalMessage bool
 }
 
 // Usage is the token count the server reported in its usage chunk.
@@ -180,6 +186,9 @@ func (c *Client) Stream(ctx context.Context, req Request, onDelta func(text stri
 	}
 	if req.APIKey != "" {
 		opts = append(opts, option.WithAPIKey(req.APIKey))
+	}
+	if req.ContinueFinalMessage {
+		opts = append(opts, option.WithJSONSet("continue_final_message", true), option.WithJSONSet("add_generation_prompt", false))
 	}
 	// NewChatCompletionService, unlike openai.NewClient, reads no OPENAI_*
 	// environment variables: no OpenAI key or base URL can leak in.
@@ -404,6 +413,9 @@ func (r Request) params() (openai.ChatCompletionNewParams, error) {
 	}
 	if len(r.Messages) == 0 {
 		return p, invalid("no messages")
+	}
+	if r.ContinueFinalMessage && r.Messages[len(r.Messages)-1].Role != "assistant" {
+		return p, invalid("continuing a %q message", r.Messages[len(r.Messages)-1].Role)
 	}
 	if r.MaxTokens < 0 {
 		return p, invalid("max tokens %d < 0", r.MaxTokens)

@@ -141,7 +141,10 @@ func (c *Client) tokenize(ctx context.Context, root string, req Request, kind to
 			Count  *int              `json:"count"`
 			Tokens []json.RawMessage `json:"tokens"`
 		}
-		body := map[string]any{"model": req.Model, "messages": msgs, "add_generation_prompt": true}
+		body := map[string]any{"model": req.Model, "messages": msgs, "add_generation_prompt": !req.ContinueFinalMessage}
+		if req.ContinueFinalMessage {
+			body["continue_final_message"] = true
+		}
 		if err := c.postTokenize(ctx, root, req.APIKey, body, &ans); err != nil {
 			return PromptCount{}, kind, err
 		}

@@ -172,6 +172,9 @@ type RecordedRequest struct {
 	StreamOptions *StreamOptions // nil when absent
 	Authorization string         // the Authorization header
 	Body          []byte         // the raw body
+	// ContinueFinalMessage is the vLLM extra: continue the last
+	// (assistant) message instead of answering it.
+	ContinueFinalMessage bool
 }
 
 // Fake is the fake server. Its methods are safe for concurrent use.
@@ -301,6 +304,8 @@ type requestBody struct {
 	StreamOptions       *struct {
 		IncludeUsage *bool `json:"include_usage"`
 	} `json:"stream_options"`
+	AddGenerationPrompt  *bool `json:"add_generation_prompt"`
+	ContinueFinalMessage bool  `json:"continue_final_message"`
 }
 
 func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
@@ -312,6 +317,13 @@ func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var in requestBody
 	if err := json.Unmarshal(body, &in); err != nil {
 		vllmwire.WriteError(w, http.StatusBadRequest, vllmwire.ShapeNested, vllmwire.APIError{Message: "JSON decode error: " + err.Error(), Type: "Bad Request", Code: 400})
+		return
+	}
+	if in.ContinueFinalMessage && (in.AddGenerationPrompt == nil || *in.AddGenerationPrompt) {
+		// vLLM's request validation (add_generation_prompt defaults to true).
+		vllmwire.WriteError(w, http.StatusBadRequest, vllmwire.ShapeNested, vllmwire.APIError{
+			Message: "Cannot set both `continue_final_message` and `add_generation_prompt` to True.", Type: "BadRequestError", Code: 400,
+		})
 		return
 	}
 	rec := record(in, body, r.Header.Get("Authorization"))
@@ -395,7 +407,7 @@ func (f *Fake) chatCompletions(w http.ResponseWriter, r *http.Request) {
 }
 
 func record(in requestBody, body []byte, auth string) RecordedRequest {
-	rec := RecordedRequest{Model: in.Model, Stream: in.Stream, Authorization: auth, Body: body}
+	rec := RecordedRequest{Model: in.Model, Stream: in.Stream, Authorization: auth, Body: body, ContinueFinalMessage: in.ContinueFinalMessage}
 	if in.MaxTokens != nil {
 		rec.MaxTokens = *in.MaxTokens
 	}
