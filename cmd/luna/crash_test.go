@@ -390,3 +390,99 @@ func TestRestartAfterALongOutageReleasesEachHoldOnce(t *testing.T) {
 		t.Fatalf("audit after the restart: %d %s", code, out)
 	}
 }
+
+// A regenerated reply, then a continued one, whose instance is killed
+// mid-way: each is interrupted with its text kept, its run's hold released,
+// the earlier version and its charge untouched, and the audit clean. On
+// SQLite the restarted server settles them; on PostgreSQL the other
+// instance does.
+func TestKilledDuringRegenerateAndContinue(t *testing.T) {
+	bin := buildLuna(t)
+	for _, dialect := range storetest.Dialects {
+		t.Run(string(dialect), func(t *testing.T) { killDuringActions(t, bin, dialect) })
+	}
+}
+
+func killDuringActions(t *testing.T, bin string, dialect store.Dialect) {
+	fake := llmtest.New(t)
+	fake.SetDefault(slowStory())
+	fake.Enqueue(llmtest.Script{Tokens: []string{"Short", " and", " cut"}, FinishReason: "length"})
+	models := crashModels(t, fake.BaseURL())
+	args := []string{"--data-dir", t.TempDir(), "--models-file", models, "--generation-lease", "2s"}
+	env := []string{"LUNA_DATA_DIR=" + args[1]}
+	if dialect == store.Postgres {
+		dbURL := storetest.URL(t, dialect)
+		args = append(args, "--database-url", dbURL)
+		env = []string{"LUNA_DATABASE_URL=" + dbURL}
+	}
+	// killAndSettle kills p and returns the instance that settles its
+	// reply: a restart on SQLite, a second instance on PostgreSQL.
+	var other *lunaProcess
+	if dialect == store.Postgres {
+		other = startLuna(t, bin, args...)
+	}
+	killAndSettle := func(p *lunaProcess) *lunaProcess {
+		p.kill(t)
+		if other != nil {
+			return other
+		}
+		return startLuna(t, bin, args...)
+	}
+	waitStatus := func(base, token, id string, want func(m map[string]any) bool) map[string]any {
+		t.Helper()
+		var m map[string]any
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if m = call(t, "GET", base+"/v1/messages/"+id, token, nil); want(m) {
+				return m
+			}
+		}
+		t.Fatalf("message %s is %v", id, m)
+		return nil
+	}
+
+	p := startLuna(t, bin, args...)
+	token := call(t, "POST", p.url+"/v1/auth/signup", "", map[string]string{"email": "a@example.com", "password": "password123"})["token"].(string)
+	conv := call(t, "POST", p.url+"/v1/conversations", token, map[string]string{"modelId": "crash-model"})["id"].(string)
+	first := call(t, "POST", p.url+"/v1/conversations/"+conv+"/messages", token, map[string]string{"content": "a story"})["assistantMessage"].(map[string]any)["id"].(string)
+	done := waitStatus(p.url, token, first, func(m map[string]any) bool { return m["status"] == "complete" })
+	charged := done["creditsCharged"].(float64)
+
+	// Regenerate, and kill the instance while the new version streams.
+	regen := call(t, "POST", p.url+"/v1/messages/"+first+"/regenerate", token, map[string]string{"clientRequestId": "regen"})
+	second := regen["assistantMessage"].(map[string]any)["id"].(string)
+	waitStatus(p.url, token, second, func(m map[string]any) bool { return len(m["content"].(string)) > 20 })
+	p = killAndSettle(p)
+	m := waitStatus(p.url, token, second, func(m map[string]any) bool { return m["status"] == "interrupted" })
+	if !strings.HasPrefix(m["content"].(string), " once once") || m["creditsCharged"] != 0.0 || m["versionIndex"] != 2.0 {
+		t.Fatalf("regenerated reply after the crash: %v", m)
+	}
+	if m := call(t, "GET", p.url+"/v1/messages/"+first, token, nil); m["content"] != "Short and cut" || m["creditsCharged"] != charged {
+		t.Fatalf("first version after the crash: %v", m)
+	}
+	wantCredits := func(base string) {
+		t.Helper()
+		c := call(t, "GET", base+"/v1/me", token, nil)["credits"].(map[string]any)
+		if c["balance"] != 1000-charged || c["reserved"] != 0.0 {
+			t.Fatalf("credits = %v, want %v and nothing held", c, 1000-charged)
+		}
+		if out, code := runLuna(t, bin, env, "credits", "audit"); code != 0 {
+			t.Fatalf("audit after crash: %d %s", code, out)
+		}
+	}
+	wantCredits(p.url)
+
+	// Continue the interrupted version, and kill its instance too (on
+	// PostgreSQL, a third instance settles it).
+	if dialect == store.Postgres {
+		p, other = other, startLuna(t, bin, args...)
+	}
+	before := m["content"].(string)
+	call(t, "POST", p.url+"/v1/messages/"+second+"/continue", token, map[string]string{"clientRequestId": "cont"})
+	waitStatus(p.url, token, second, func(m map[string]any) bool { return len(m["content"].(string)) > len(before)+20 })
+	p = killAndSettle(p)
+	m = waitStatus(p.url, token, second, func(m map[string]any) bool { return m["status"] == "interrupted" })
+	if content := m["content"].(string); !strings.HasPrefix(content, before) || len(content) <= len(before)+20 || m["creditsCharged"] != 0.0 {
+		t.Fatalf("continued reply after the crash: %v", m)
+	}
+	wantCredits(p.url)
+}
