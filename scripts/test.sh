@@ -4,6 +4,8 @@
 #
 #   ./scripts/test.sh [go test flags/packages]   (default: -race ./...)
 #
+# Without arguments it first runs go vet and staticcheck over the tree.
+#
 # It needs Go. It finds PostgreSQL's server binaries (installing the Debian
 # package when they are missing and it runs as root), starts a private
 # server on a free loopback port in a temporary directory, runs `go test`
@@ -90,6 +92,12 @@ export LUNA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?s
 export LUNA_TEST_REQUIRE_POSTGRES=1
 
 if [ "$#" -eq 0 ]; then
+	# The whole suite starts with the linters: go vet and staticcheck (pinned
+	# in go.mod as a tool dependency).
+	log "go vet ./..."
+	go vet ./...
+	log "go tool staticcheck ./..."
+	go tool staticcheck ./...
 	# The race detector needs cgo, hence a C compiler.
 	if ! command -v gcc >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
 		log "installing gcc for the race detector (apt-get install gcc)"

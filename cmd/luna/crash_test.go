@@ -64,7 +64,7 @@ func (p *lunaProcess) kill(t *testing.T) {
 	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no clean shutdown
 		t.Fatal(err)
 	}
-	p.cmd.Wait() //nolint:errcheck // killed
+	p.cmd.Wait() // killed
 }
 
 func call(t *testing.T, method, url, token string, body any) map[string]any {

@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep.Upstream, rep.PeerURL = baseURL(ln), cfg.peer.url
 	progress("fake upstream at %s (model %q)", baseURL(ln), upstreamModel)
 	upstreamServer := up.server()
-	go upstreamServer.Serve(ln) //nolint:errcheck // ends with Close
+	go upstreamServer.Serve(ln) // ends with Close
 	defer upstreamServer.Close()
 
 	var pg *pgDatabase
@@ -240,7 +240,7 @@ func measureRelay(ctx context.Context, cfg config, upstreamURL string, reply *re
 	}
 	rl := &relay{upstream: upstreamURL, client: newHTTPClient(cfg.streams)}
 	srv := rl.server()
-	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	go srv.Serve(ln) // ends with Close
 	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
 	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, nil)
 	client.http.CloseIdleConnections()
@@ -280,7 +280,7 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 	stopped := false
 	defer func() {
 		if !stopped {
-			luna.stop() //nolint:errcheck // already failing
+			luna.stop() // already failing
 		}
 	}()
 	client := newHTTPClient(cfg.streams)

@@ -156,7 +156,7 @@ func TestRelay(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		for _, ev := range events {
-			io.WriteString(w, ev) //nolint:errcheck // test server
+			io.WriteString(w, ev) // test server
 			w.(http.Flusher).Flush()
 		}
 	}))

@@ -39,7 +39,7 @@ func createPGDatabase(ctx context.Context, adminURL string) (*pgDatabase, error)
 	}
 	admin.SetMaxOpenConns(1)
 	b := make([]byte, 6)
-	rand.Read(b) //nolint:errcheck // crypto/rand does not fail
+	rand.Read(b) // crypto/rand does not fail
 	p := &pgDatabase{admin: admin, name: "lunabench_" + hex.EncodeToString(b)}
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+p.name); err != nil {
 		admin.Close()

@@ -61,7 +61,7 @@ func (rl *relay) chatCompletions(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if err != nil {
-			rc.Flush() //nolint:errcheck // the stream ends either way
+			rc.Flush() // the stream ends either way
 			return
 		}
 		if !midLine && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {

@@ -268,14 +268,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-sub.Lagged:
-			sw.event("resync", "", map[string]string{"reason": "too many events; reload your data"}) //nolint:errcheck // closing anyway
+			sw.event("resync", "", map[string]string{"reason": "too many events; reload your data"}) // closing anyway
 			return
 		case change := <-sub.C:
 			data, found, err := s.changed(ctx, userID, change)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.logger.ErrorContext(ctx, "read a change for /v1/events", "type", change.Type, "id", change.ID, "err", err)
-					sw.event("resync", "", map[string]string{"reason": "an event could not be read; reload your data"}) //nolint:errcheck // closing anyway
+					sw.event("resync", "", map[string]string{"reason": "an event could not be read; reload your data"}) // closing anyway
 				}
 				return
 			}

@@ -69,7 +69,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	enc.Encode(v) //nolint:errcheck // the client went away; nothing to do
+	enc.Encode(v) // the client went away; nothing to do
 }
 
 // writeError answers with the error shape. Errors that are not *luna.Error

@@ -56,7 +56,7 @@ func (sw *sseWriter) flush() error {
 }
 
 func (sw *sseWriter) deadline() {
-	sw.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) //nolint:errcheck // not every writer supports deadlines
+	sw.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) // not every writer supports deadlines
 }
 
 // event writes one event; id may be empty.

@@ -255,7 +255,7 @@ func (a *App) registerDemoModel(ctx context.Context) error {
 func newInstanceID() string {
 	host, _ := os.Hostname()
 	b := make([]byte, 4)
-	rand.Read(b) //nolint:errcheck // crypto/rand does not fail
+	rand.Read(b) // crypto/rand does not fail
 	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
 }
 
@@ -301,7 +301,7 @@ func (a *App) Ledger() *credits.Ledger { return a.ledger }
 func (a *App) Close() error {
 	a.bgCancel()
 	for _, srv := range a.demos {
-		srv.Close() //nolint:errcheck // closing in-memory connections
+		srv.Close() // closing in-memory connections
 	}
 	return a.db.Close()
 }

@@ -246,7 +246,7 @@ func writeFileAtomic(root *os.Root, name string, data []byte) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			root.Remove(tmp) //nolint:errcheck // best effort; the write already failed
+			root.Remove(tmp) // best effort; the write already failed
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
@@ -330,7 +330,7 @@ func LoadOrCreateSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("blob: install secret: %w", err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync() //nolint:errcheck // best effort: the secret is already in place
+		d.Sync() // best effort: the secret is already in place
 		d.Close()
 	}
 	return secret, nil

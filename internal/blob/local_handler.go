@@ -112,5 +112,5 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: message}}) //nolint:errcheck // the client went away
+	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: message}}) // the client went away
 }

@@ -130,7 +130,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 
 func (cfg *VerifierConfig) setDefaults() error {
 	if cfg.Issuer == "" {
-		return errors.New("Issuer is required")
+		return errors.New("issuer is required")
 	}
 	switch {
 	case cfg.JWKSURL == "" && cfg.PublicKeyPEM == "":

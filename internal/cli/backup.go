@@ -100,11 +100,11 @@ func (d *dbFlags) sqlitePath() (string, error) {
 // is either absent, the old file or a whole new copy, never a part of one.
 func backupSQLite(ctx context.Context, db *sql.DB, path string, force bool) (size int64, err error) {
 	suffix := make([]byte, 6)
-	rand.Read(suffix) //nolint:errcheck // crypto/rand does not fail
+	rand.Read(suffix) // crypto/rand does not fail
 	tmp := path + ".tmp-" + hex.EncodeToString(suffix)
 	defer func() {
 		if err != nil {
-			os.Remove(tmp) //nolint:errcheck // best effort: the error says what failed
+			os.Remove(tmp) // best effort: the error says what failed
 		}
 	}()
 	if _, err := db.ExecContext(ctx, "VACUUM INTO $1", tmp); err != nil {
@@ -138,7 +138,7 @@ func backupSQLite(ctx context.Context, db *sql.DB, path string, force bool) (siz
 		return 0, err
 	}
 	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync() //nolint:errcheck // best effort: the file itself is synced
+		dir.Sync() // best effort: the file itself is synced
 		dir.Close()
 	}
 	return info.Size(), nil

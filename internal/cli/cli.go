@@ -278,7 +278,7 @@ func (d *dbFlags) openServices(ctx context.Context) (svc *accounts.Service, ledg
 		// Running servers relay the new balance to the user's clients.
 		bus := events.NewPostgresPublisher(db.DB)
 		opts = append(opts, credits.WithChangeHook(func(ctx context.Context, userID string) {
-			bus.PublishUser(ctx, userID, events.CreditsUpdated, "") //nolint:errcheck // best effort
+			bus.PublishUser(ctx, userID, events.CreditsUpdated, "") // best effort
 		}))
 	}
 	ledger = credits.NewLedger(db, opts...)

@@ -587,7 +587,7 @@ func (s *sim) restart() error {
 			return err
 		}
 		_, err = s.l.SettleTx(s.ctx, tx, credits.SettleRequest{ReservationID: id, Cost: s.rng.Int64N(100)})
-		tx.Rollback() //nolint:errcheck // the crash
+		tx.Rollback() // the crash
 		if err != nil && !errors.Is(err, credits.ErrReservationSettled) {
 			return err
 		}

@@ -182,7 +182,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 
 func randomSeed() int64 {
 	var b [8]byte
-	rand.Read(b[:]) //nolint:errcheck // crypto/rand does not fail
+	rand.Read(b[:]) // crypto/rand does not fail
 	return int64(binary.BigEndian.Uint64(b[:]) >> 1 % 1_000_000_000_000)
 }
 

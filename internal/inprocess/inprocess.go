@@ -47,7 +47,7 @@ func Start(h http.Handler, logger *slog.Logger) *Server {
 	}
 	go func() {
 		defer close(s.done)
-		s.srv.Serve(ln) //nolint:errcheck // returns ErrServerClosed after Close
+		s.srv.Serve(ln) // returns ErrServerClosed after Close
 	}()
 	return s
 }

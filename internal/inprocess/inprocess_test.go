@@ -14,7 +14,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestServerAndRouter(t *testing.T) {
 	srv := inprocess.Start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "in-process "+r.Host+r.URL.Path) //nolint:errcheck // test handler
+		io.WriteString(w, "in-process "+r.Host+r.URL.Path) // test handler
 	}), nil)
 	client := &http.Client{Transport: inprocess.Router{
 		Next:  roundTripFunc(func(r *http.Request) (*http.Response, error) { return nil, errNetwork }),

@@ -464,7 +464,7 @@ func TestGetInTx(t *testing.T) {
 		if err != nil {
 			t.Fatalf("begin: %v", err)
 		}
-		defer tx.Rollback() //nolint:errcheck // read-only
+		defer tx.Rollback() // read-only
 		got, err := models.Get(ctx, tx, "a-small")
 		if err != nil {
 			t.Fatalf("Get in tx: %v", err)

@@ -61,7 +61,7 @@ func objectInfo(t *testing.T, drop, checkpoint string) *httptest.Server {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(info) //nolint:errcheck // the client sees a cut body
+		json.NewEncoder(w).Encode(info) // the client sees a cut body
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -114,7 +114,7 @@ func TestRun(t *testing.T) {
 	clerkFake := clerktest.New(t)
 	emptyJWKS := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"keys":[]}`)) //nolint:errcheck // test server
+		w.Write([]byte(`{"keys":[]}`)) // test server
 	}))
 	t.Cleanup(emptyJWKS.Close)
 	down := httptest.NewServer(http.NotFoundHandler())

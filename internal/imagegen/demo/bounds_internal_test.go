@@ -31,7 +31,7 @@ func queue(t *testing.T, h *handler, side int) (int, string) {
 	var ans struct {
 		PromptID string `json:"prompt_id"`
 	}
-	json.Unmarshal(rec.Body.Bytes(), &ans) //nolint:errcheck // checked through the job below
+	json.Unmarshal(rec.Body.Bytes(), &ans) // checked through the job below
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return rec.Code, h.jobs[ans.PromptID].filename

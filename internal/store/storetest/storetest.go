@@ -95,7 +95,7 @@ func newPostgresDatabase(t testing.TB) string {
 			return
 		}
 		defer admin.Close()
-		admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") //nolint:errcheck // best effort
+		admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") // best effort
 	})
 	u, err := url.Parse(adminURL)
 	if err != nil {
