@@ -58,9 +58,11 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleAuthConfig tells clients how to sign in before they try: the
-// identity mode, the sign-up mode, and the image price.
+// identity mode, the sign-up mode, the image price, and how long a reply
+// may stay silent (clients say a model is slow well before that).
 func (s *Server) handleAuthConfig(w http.ResponseWriter, r *http.Request) {
-	cfg := map[string]any{"mode": s.authMode, "signupMode": nil, "imageCost": s.imageCost}
+	cfg := map[string]any{"mode": s.authMode, "signupMode": nil, "imageCost": s.imageCost,
+		"replyIdleTimeoutMs": s.chat.ReplyIdleTimeout().Milliseconds()}
 	if s.authMode == AuthLocal {
 		cfg["signupMode"] = s.accounts.SignupMode()
 	}

@@ -111,3 +111,7 @@ func (s *Service) publish(ctx context.Context, userID, eventType, id string) {
 func (s *Service) publishCredits(ctx context.Context, userID string) {
 	s.publish(ctx, userID, events.CreditsUpdated, "")
 }
+
+// ReplyIdleTimeout is how long a reply may go without new text before it
+// ends as an error.
+func (s *Service) ReplyIdleTimeout() time.Duration { return s.cfg.ReplyIdleTimeout }

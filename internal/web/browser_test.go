@@ -80,9 +80,9 @@ func TestBrowserJourney(t *testing.T) {
 
 			// A new conversation with the demo model, labelled, with its price and context.
 			b.click("#new-chat")
-			b.waitJS("the demo model", `document.querySelector('input[name=model][value="luna-demo"]')`, 10*time.Second)
-			model := eval[string](b, `document.querySelector('input[name=model][value="luna-demo"]').closest('.model-option').textContent`)
-			for _, want := range []string{"Demo", "tokens of context", "credits per 1k tokens"} {
+			b.waitJS("the demo model", `document.querySelector('#model-select option[value="luna-demo"]') && !document.querySelector('#model-select').disabled`, 10*time.Second)
+			model := eval[string](b, `document.querySelector('#model-select option[value="luna-demo"]').textContent + ' ' + document.querySelector('#model-facts').textContent`)
+			for _, want := range []string{"demo", "tokens of context", "credits per 1k tokens"} {
 				if !strings.Contains(model, want) {
 					t.Errorf("model option %q lacks %q", model, want)
 				}
@@ -215,7 +215,7 @@ func TestBrowserHostileReplyRunsNothing(t *testing.T) {
 	b.signUp("eve@example.com")
 	token := b.token()
 	b.click("#new-chat")
-	b.waitJS("the model", `document.querySelector('input[name=model][value="test-model"]')`, 10*time.Second)
+	b.waitJS("the model", `document.querySelector('#model-select option[value="test-model"]')`, 10*time.Second)
 	b.typeInto("#new-chat-message", "Say something dangerous")
 	b.click("#new-chat-send")
 	b.waitJS("the reply", newestAssistant+`?.dataset.status === 'complete'`, 20*time.Second)
@@ -326,7 +326,7 @@ func TestBrowserReconnectMidReply(t *testing.T) {
 	b.signUp("grace@example.com")
 	token := b.token()
 	b.click("#new-chat")
-	b.waitJS("the demo model", `document.querySelector('input[name=model]')`, 10*time.Second)
+	b.waitJS("the demo model", `document.querySelector('#model-select option[value]:not([value=""])')`, 10*time.Second)
 	b.typeInto("#new-chat-message", "Tell me a long story about the sea")
 	b.click("#new-chat-send")
 	b.waitJS("the reply to stream", newestAssistant+`?.dataset.status === 'streaming' && `+newestAssistant+`.querySelector('.content').textContent.length >= 20`, 15*time.Second)
@@ -380,7 +380,7 @@ func TestBrowserReadableErrors(t *testing.T) {
 
 	// An upstream failure mid-reply: the partial text stays, with a readable error.
 	b.click("#new-chat")
-	b.waitJS("the model", `document.querySelector('input[name=model]')`, 10*time.Second)
+	b.waitJS("the model", `document.querySelector('#model-select option[value]:not([value=""])')`, 10*time.Second)
 	b.typeInto("#new-chat-message", "Hello there")
 	b.click("#new-chat-send")
 	b.waitJS("the failed reply", newestAssistant+`?.dataset.status === 'error'`, 20*time.Second)
@@ -508,7 +508,7 @@ func TestBrowserSecondUserSeesNothing(t *testing.T) {
 	// then chats too (so their live events have flowed).
 	sendAndWait("More secret plans")
 	b.click("#new-chat")
-	b.waitJS("the demo model", `document.querySelector('input[name=model]')`, 10*time.Second)
+	b.waitJS("the demo model", `document.querySelector('#model-select option[value]:not([value=""])')`, 10*time.Second)
 	b.typeInto("#new-chat-message", "Hello from the second user")
 	b.click("#new-chat-send")
 	b.waitJS("the reply", newestAssistant+`?.dataset.status === 'complete'`, 30*time.Second)

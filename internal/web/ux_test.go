@@ -156,7 +156,7 @@ func TestBrowserChatUX(t *testing.T) {
 			// A reply in Markdown: the list's preview is plain, the code coloured.
 			fake.Enqueue(llmtest.Script{Tokens: chunks(markdownReply, 9), TokenDelay: 5 * time.Millisecond})
 			b.click("#new-chat")
-			b.waitJS("the model", `document.querySelector('input[name=model]')`, 10*time.Second)
+			b.waitJS("the model", `document.querySelector('#model-select option[value]:not([value=""])')`, 10*time.Second)
 			b.typeInto("#new-chat-message", "Make a **plan**")
 			b.pressEnter(false)
 			b.waitJS("the reply", newestAssistant+`?.dataset.status === 'complete'`, 20*time.Second)
@@ -318,7 +318,7 @@ func TestBrowserAccessibility(t *testing.T) {
 			b.key(kb.Escape)
 
 			b.click("#new-chat")
-			b.waitJS("the model", `document.querySelector('input[name=model]')`, 10*time.Second)
+			b.waitJS("the model", `document.querySelector('#model-select option[value]:not([value=""])')`, 10*time.Second)
 			b.scan("new-chat")
 			b.typeInto("#new-chat-message", "Show me everything")
 			b.pressEnter(false)

@@ -6,11 +6,12 @@ import { credits } from './dom.js';
 // ApiError is a failed API call: status 0 means the server could not be
 // reached.
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter = 0) {
+  constructor(status, code, message, retryAfter = 0, details = {}) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.details = details; // the error object's other fields, e.g. creditsNeeded
   }
 }
 
@@ -18,15 +19,17 @@ export class ApiError extends Error {
 export async function errorFromResponse(res) {
   let code = 'http_' + res.status;
   let message = `The server answered ${res.status}.`;
+  let details = {};
   try {
     const body = await res.json();
     if (body && body.error && typeof body.error.code === 'string') {
+      details = body.error;
       code = body.error.code;
       if (typeof body.error.message === 'string' && body.error.message) message = body.error.message;
     }
   } catch { /* not JSON: keep the generic message */ }
   const retryAfter = Number(res.headers.get('Retry-After')) || 0;
-  return new ApiError(res.status, code, message, retryAfter);
+  return new ApiError(res.status, code, message, retryAfter, details);
 }
 
 export const networkError = () => new ApiError(0, 'network', 'Luna could not be reached. Check your connection and try again.');
@@ -91,6 +94,10 @@ export function friendlyError(err, ctx = {}) {
     case 'network':
       return err.message;
     case 'insufficient_credits': {
+      const d = err.details || {};
+      if (typeof d.creditsNeeded === 'number' && typeof d.creditsAvailable === 'number') {
+        return `You don\u2019t have enough credits: this reply needs at least ${credits(d.creditsNeeded)} and you have ${credits(d.creditsAvailable)} available.`;
+      }
       let s = 'You don\u2019t have enough credits for this.';
       if (ctx.price !== undefined) s += ` It costs ${credits(ctx.price)}`;
       if (ctx.available !== undefined) s += (ctx.price !== undefined ? ' and you have ' : ' You have ') + credits(ctx.available) + ' available';

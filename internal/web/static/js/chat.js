@@ -8,14 +8,30 @@
 // has shown, so after a drop it reconnects with Last-Event-ID and receives
 // exactly the missing bytes, and if its count ever disagrees with an id it
 // starts over from a snapshot instead of showing a wrong text.
+//
+// Per-message actions: copy a reply; regenerate the last reply, continue it
+// when it was stopped or cut off, edit the last question; page between the
+// versions of a message (‹ 2 / 3 ›). The list shows the conversation's
+// shown path (the API's leafMessageId); a version change anywhere, here or
+// on another device, reloads it. A reply silent for a while says the model
+// is slow and offers to keep waiting or stop.
 
 import { h, icon, setChildren, credits as creditsText, randomId, utf8Length } from './dom.js';
 import { ApiError, friendlyError, replyErrorText, query } from './api.js';
 import { LiveStream } from './sse.js';
 import { renderMarkdown } from './markdown.js';
 import { bindEnterToSend, demoBadge } from './widgets.js';
+import { PriceLine } from './price.js';
 
 const running = (status) => status === 'pending' || status === 'streaming';
+
+// continuable says whether a reply can be continued (the API's rule).
+const continuable = (m) => m.role === 'assistant' && !!m.content &&
+  (m.status === 'cancelled' || m.status === 'interrupted' || m.status === 'error' || (m.status === 'complete' && m.finishReason === 'length'));
+
+// slowAfter is how long a reply may show nothing new before the view says
+// the model is slow: a third of the server's limit, at most 10 s.
+const slowAfter = (app) => Math.min(10000, Math.max(500, (app.replyIdleTimeoutMs || 90000) / 3));
 
 export class ChatView {
   constructor(app, id) {
@@ -59,6 +75,7 @@ export class ChatView {
     this.composer = h('form', { class: 'composer', on: { submit: (e) => { e.preventDefault(); this.send(); } } },
       this.input, this.stopButton, this.sendButton);
     bindEnterToSend(this.input, () => this.send());
+    this.price = new PriceLine(app, this.input, () => ({ conversationId: id }));
 
     this.el = h('section', { id: 'chat-view', class: 'view chat', dataset: { conversationId: id } },
       this.header,
@@ -66,8 +83,10 @@ export class ChatView {
       h('div', { class: 'composer-area' },
         this.error,
         this.composer,
+        this.price.el,
         h('p', { id: 'composer-hint', class: 'composer-hint' }, 'Enter sends · Shift+Enter for a new line')),
     );
+    this.slowTimer = setInterval(() => this.checkSlow(), 250);
 
     this.off = [
       app.on('conversation', (c) => { if (c.id === id) this.setConversation(c); }),
@@ -80,6 +99,8 @@ export class ChatView {
 
   dispose() {
     this.disposed = true;
+    clearInterval(this.slowTimer);
+    this.price.dispose();
     for (const off of this.off) off();
     for (const rec of this.records.values()) if (rec.follow) rec.follow.stream.close();
   }
@@ -199,6 +220,7 @@ export class ChatView {
 
   setConversation(c) {
     this.conversation = { ...this.conversation, ...c };
+    if (c.leafMessageId && this.records.size > 0 && !this.records.has(c.leafMessageId)) this.reloadShown();
     this.title.textContent = c.title || 'New conversation';
     this.title.classList.toggle('untitled', !c.title);
     this.app.models().then((models) => {
@@ -214,10 +236,13 @@ export class ChatView {
     if (this.records.has(m.id)) return this.records.get(m.id);
     const content = h('div', { class: 'content' });
     const meta = h('div', { class: 'meta' });
+    const actions = h('div', { class: 'message-actions', hidden: true });
+    const slow = h('div', { class: 'slow-notice', hidden: true, attrs: { role: 'status' } });
+    const bubble = h('div', { class: 'bubble' }, content);
     const el = h('article', { class: 'message ' + m.role, dataset: { id: m.id, role: m.role, status: m.status, createdAt: m.createdAt },
       attrs: { 'aria-label': m.role === 'user' ? 'You' : 'Reply' } },
-    h('div', { class: 'bubble' }, content), meta);
-    const rec = { data: { ...m }, el, content, meta, follow: null, renderQueued: false };
+    bubble, slow, meta, actions);
+    const rec = { data: { ...m }, el, bubble, content, meta, actions, slow, follow: null, renderQueued: false };
     this.records.set(m.id, rec);
     // Insert before the first message created later (usually: at the end).
     let before = at;
@@ -234,6 +259,7 @@ export class ChatView {
     this.renderMeta(rec);
     if (m.role === 'assistant' && running(m.status)) this.follow(rec);
     if (at === undefined) this.updateHistoryTop();
+    this.renderAllActions();
     return rec;
   }
 
@@ -255,6 +281,12 @@ export class ChatView {
         full = await this.app.api.get('/v1/messages/' + encodeURIComponent(m.id));
       } catch { /* show it without text; a later event or refresh fills it */ }
       if (this.disposed || this.records.has(m.id)) return;
+      if (full.parentId !== undefined && [...this.records.values()].some((r) => r.data.parentId === full.parentId)) {
+        // A new version of a message shown (regenerated or edited, here
+        // or elsewhere): show the path that leads through it.
+        this.reloadShown();
+        return;
+      }
       const nearBottom = this.isNearBottom();
       this.add(full);
       this.updateComposer();
@@ -280,7 +312,7 @@ export class ChatView {
   // follow streams a running reply's text.
   follow(rec) {
     if (rec.follow) return;
-    const f = { text: '', bytes: 0, stream: null };
+    const f = { text: '', bytes: 0, stream: null, progressAt: Date.now() };
     rec.follow = f;
     f.stream = new LiveStream('/v1/messages/' + encodeURIComponent(rec.data.id) + '/stream', {
       getToken: () => this.app.token,
@@ -336,6 +368,10 @@ export class ChatView {
       f.stream.restart(true);
       return;
     }
+    if (f.text !== rec.data.content) {
+      f.progressAt = Date.now(); // new text: the model is not slow
+      if (!rec.slow.hidden) rec.slow.hidden = true;
+    }
     rec.data.content = f.text;
     if (ev.type === 'done' || ev.type === 'error') {
       f.stream.close();
@@ -354,6 +390,7 @@ export class ChatView {
   // finish records a reply's end (from its stream's done/error event or
   // the answer to a stop).
   finish(rec, end) {
+    rec.slow.hidden = true;
     rec.data.status = end.status;
     rec.data.error = end.error || null;
     if (typeof end.creditsCharged === 'number') rec.data.creditsCharged = end.creditsCharged;
@@ -417,6 +454,193 @@ export class ChatView {
     rec.meta.hidden = parts.length === 0;
   }
 
+  // ---- per-message actions ----
+
+  // lastShown returns the last message shown (the conversation's leaf)
+  // and the question before it.
+  lastShown() {
+    const els = this.list.children;
+    const last = els.length ? this.records.get(els[els.length - 1].dataset.id) : null;
+    const question = els.length > 1 ? this.records.get(els[els.length - 2].dataset.id) : null;
+    return { last, question };
+  }
+
+  renderAllActions() {
+    const { last, question } = this.lastShown();
+    const busy = !!this.runningReply() || !!this.acting;
+    for (const rec of this.records.values()) this.renderActions(rec, { isLast: rec === last, isQuestion: rec === question && rec.data.role === 'user', busy });
+  }
+
+  // renderActions draws a message's toolbar: its versions' pager, and what
+  // can be done with it now.
+  renderActions(rec, { isLast, isQuestion, busy }) {
+    const m = rec.data;
+    if (rec.editing) return;
+    const parts = [];
+    const ids = Array.isArray(m.versionIds) ? m.versionIds : [m.id];
+    if (ids.length > 1) {
+      const i = Math.max(0, ids.indexOf(m.id));
+      const what = m.role === 'user' ? 'question' : 'reply';
+      parts.push(h('span', { class: 'version-pager', attrs: { role: 'group', 'aria-label': `Versions of this ${what}` } },
+        h('button', { type: 'button', class: 'action-button version-prev', disabled: busy || i === 0, title: 'Previous version',
+          attrs: { 'aria-label': 'Previous version' }, on: { click: () => this.selectVersion(ids[i - 1]) } }, icon('left')),
+        h('span', { class: 'version-label' }, `${i + 1} / ${ids.length}`),
+        h('button', { type: 'button', class: 'action-button version-next', disabled: busy || i === ids.length - 1, title: 'Next version',
+          attrs: { 'aria-label': 'Next version' }, on: { click: () => this.selectVersion(ids[i + 1]) } }, icon('right'))));
+    }
+    if (m.role === 'assistant' && !running(m.status)) {
+      if (m.content) {
+        parts.push(h('button', { type: 'button', class: 'action-button copy-reply', on: { click: (e) => copyReply(m.content, e.currentTarget) } },
+          icon('copy'), h('span', null, 'Copy')));
+      }
+      if (isLast && !busy) {
+        if (continuable(m)) {
+          parts.push(h('button', { type: 'button', class: 'action-button continue-reply', on: { click: () => this.act(rec, 'continue') } },
+            icon('forward'), h('span', null, 'Continue')));
+        }
+        parts.push(h('button', { type: 'button', class: 'action-button regenerate-reply', on: { click: () => this.act(rec, 'regenerate') } },
+          icon('refresh'), h('span', null, 'Regenerate')));
+      }
+    }
+    if (isQuestion && !busy) {
+      parts.push(h('button', { type: 'button', class: 'action-button edit-question', on: { click: () => this.startEdit(rec) } },
+        icon('edit'), h('span', null, 'Edit')));
+    }
+    rec.actions.replaceChildren(...parts);
+    rec.actions.hidden = parts.length === 0;
+  }
+
+  // act regenerates, continues or edits. A retry of the same action after
+  // a network failure reuses its request id, so it happens once.
+  async act(rec, action, body = {}) {
+    if (this.acting || this.runningReply()) return;
+    this.hideError();
+    const key = action + ' ' + rec.data.id + ' ' + (body.content || '');
+    if (!this.pendingAction || this.pendingAction.key !== key) this.pendingAction = { key, clientRequestId: randomId() };
+    this.acting = true;
+    this.renderAllActions();
+    let ok = false;
+    try {
+      const res = await this.app.api.post(`/v1/messages/${encodeURIComponent(rec.data.id)}/${action}`,
+        { ...body, clientRequestId: this.pendingAction.clientRequestId });
+      this.pendingAction = null;
+      if (this.disposed) return;
+      if (action === 'continue' && this.records.get(rec.data.id) === rec) {
+        this.update(rec, res.assistantMessage);
+        this.follow(rec);
+      } else {
+        await this.reloadShown();
+      }
+      this.scrollToBottom();
+      ok = true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0) this.pendingAction = null; // refused: nothing happened
+      if (!this.disposed) this.showError(friendlyError(err));
+    } finally {
+      this.acting = false;
+      if (!this.disposed) this.renderAllActions();
+    }
+    return ok;
+  }
+
+  async selectVersion(id) {
+    if (!id || this.acting) return;
+    this.hideError();
+    this.acting = true;
+    try {
+      const conv = await this.app.api.post(`/v1/messages/${encodeURIComponent(id)}/select`);
+      if (!this.disposed) this.showConversation(conv);
+    } catch (err) {
+      if (!this.disposed) this.showError(friendlyError(err));
+    } finally {
+      this.acting = false;
+      if (!this.disposed) this.renderAllActions();
+    }
+  }
+
+  // reloadShown reads the path the conversation shows now and shows it
+  // instead (after a version changed). Calls made while one runs share it.
+  reloadShown() {
+    if (!this.reloading) {
+      this.reloading = this.app.api.get('/v1/conversations/' + encodeURIComponent(this.conversationId)).then((conv) => {
+        if (!this.disposed) this.showConversation(conv);
+      }, () => {}).finally(() => { this.reloading = null; });
+    }
+    return this.reloading;
+  }
+
+  // showConversation replaces the messages shown with conv's.
+  showConversation(conv) {
+    const nearBottom = this.isNearBottom();
+    for (const rec of this.records.values()) if (rec.follow) rec.follow.stream.close();
+    this.records.clear();
+    this.list.replaceChildren();
+    this.next = conv.messages.nextCursor;
+    this.setConversation(conv);
+    for (const m of conv.messages.items) this.add(m);
+    this.updateHistoryTop();
+    this.updateComposer();
+    if (nearBottom) this.scrollToBottom();
+  }
+
+  // startEdit turns the last question into a form: the edited text is
+  // sent as a new version of it, with a new reply.
+  startEdit(rec) {
+    if (rec.editing) return;
+    rec.editing = true;
+    const input = h('textarea', { class: 'edit-input', rows: 2, maxLength: 32000, value: rec.data.content, attrs: { 'aria-label': 'Edit your message' } });
+    const cancel = () => {
+      rec.editing = false;
+      form.replaceWith(rec.bubble);
+      this.renderAllActions();
+    };
+    const form = h('form', { class: 'edit-form', on: { submit: async (e) => {
+      e.preventDefault();
+      const content = input.value.trim();
+      if (!content) return;
+      if (content === rec.data.content) {
+        cancel();
+        return;
+      }
+      send.disabled = true;
+      rec.editing = false;
+      const ok = await this.act(rec, 'edit', { content });
+      if (!ok || this.records.get(rec.data.id) === rec) {
+        // Refused: keep the form with the text.
+        rec.editing = true;
+        send.disabled = false;
+      }
+    } } },
+    input,
+    h('div', { class: 'edit-actions' },
+      h('button', { type: 'button', class: 'button small', on: { click: cancel } }, 'Cancel'),
+      h('button', { type: 'submit', class: 'button primary small edit-send' }, 'Send')));
+    const send = form.querySelector('.edit-send');
+    bindEnterToSend(input, () => form.requestSubmit());
+    input.addEventListener('keydown', (e) => { if (e.key === 'Escape') cancel(); });
+    rec.bubble.replaceWith(form);
+    rec.actions.hidden = true;
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+
+  // checkSlow says so when a running reply has shown nothing new for a
+  // while (first token included): keep waiting, or stop.
+  checkSlow() {
+    const rec = this.runningReply();
+    if (!rec || !rec.follow || !rec.slow.hidden) return;
+    if (Date.now() - rec.follow.progressAt < slowAfter(this.app)) return;
+    const f = rec.follow;
+    rec.slow.replaceChildren(
+      h('span', null, 'The model is slow to answer.'),
+      h('button', { type: 'button', class: 'button small', id: 'slow-wait', on: { click: () => {
+        f.progressAt = Date.now(); // ask again after another while
+        rec.slow.hidden = true;
+      } } }, 'Keep waiting'),
+      h('button', { type: 'button', class: 'button small danger', id: 'slow-stop', on: { click: () => this.stop() } }, 'Stop'));
+    rec.slow.hidden = false;
+  }
+
   // ---- composer ----
 
   runningReply() {
@@ -433,6 +657,7 @@ export class ChatView {
       this.stopButton.lastChild.textContent = 'Stop';
       if (this.errorKind === 'wait') this.hideError(); // the reply it asked to wait for is over
     }
+    this.renderAllActions();
     this.updateJump();
   }
 
@@ -557,4 +782,15 @@ export class ChatView {
     this.scroller.scrollTop = this.scroller.scrollHeight;
     this.updateJump();
   }
+}
+
+// copyReply puts a reply's text (its Markdown) on the clipboard.
+function copyReply(text, button) {
+  const label = button.querySelector('span');
+  const done = (ok) => {
+    label.textContent = ok ? 'Copied' : 'Copy failed';
+    setTimeout(() => { label.textContent = 'Copy'; }, 1500);
+  };
+  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(() => done(true), () => done(false));
+  else done(false);
 }

@@ -61,6 +61,10 @@ const ICONS = {
   external: 'M14 4h6v6M20 4l-9 9M18 14v6H4V6h6',
   trash: 'M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3',
   down: 'M12 5v14M6 13l6 6 6-6',
+  left: 'M15 6l-6 6 6 6',
+  right: 'M9 6l6 6-6 6',
+  refresh: 'M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7',
+  forward: 'M5 12h14M13 6l6 6-6 6M5 6v12',
 };
 
 export function icon(name) {

@@ -26,6 +26,7 @@ const app = {
   user: null,
   credits: null, // {balance, reserved, available}
   imageCost: 50, // updated from the jobs the API returns
+  replyIdleTimeoutMs: 90000, // the server's limit for a silent reply (GET /v1/auth/config)
   events: new EventTarget(), // 'credits', 'conversation', 'conversation-deleted', 'message', 'image', 'resync'
   modelsPromise: null,
   pendingFirstMessage: null, // {conversationId, text} from the new-chat screen
@@ -106,7 +107,10 @@ app.noteImageCost = (cost) => {
 
 async function boot() {
   // The image price, before any image exists (best effort).
-  app.api.get('/v1/auth/config', { auth: false }).then((c) => app.noteImageCost(c && c.imageCost), () => {});
+  app.api.get('/v1/auth/config', { auth: false }).then((c) => {
+    app.noteImageCost(c && c.imageCost);
+    if (c && c.replyIdleTimeoutMs > 0) app.replyIdleTimeoutMs = c.replyIdleTimeoutMs;
+  }, () => {});
   if (!app.token) {
     showAuth();
     return;
@@ -368,21 +372,24 @@ function route() {
   } else if (hash === '#/usage') {
     app.view = new UsageView(app);
   } else {
+    // Home: the conversation list on phones, a new chat beside it on
+    // wide screens.
     pane = 'list';
-    app.view = new HomeView(app);
+    app.view = new NewChatView(app);
   }
   document.body.dataset.pane = pane;
   mainEl.replaceChildren(app.view.el);
   app.list.select(app.view.conversationId || null);
-  setCurrent(document.getElementById('new-chat'), hash === '#/new');
+  const home = pane === 'list';
+  setCurrent(document.getElementById('new-chat'), hash === '#/new' || (home && !phoneLayout.matches));
   setCurrent(document.getElementById('open-images'), hash === '#/images');
   setCurrent(creditsEl, hash === '#/usage');
   // One level-one heading per screen: the view's title, or, at home (where
   // phones show the list), the list's.
-  app.list.setHeadingLevel(app.view instanceof HomeView ? 1 : 2);
+  app.list.setHeadingLevel(home && phoneLayout.matches ? 1 : 2);
   // Focus the view's main field, but not on touch screens, where that
   // would pop up the keyboard over what the person came to read.
-  if (app.view.focus && matchMedia('(pointer: fine)').matches) app.view.focus();
+  if (app.view.focus && !matchMedia('(pointer: coarse)').matches) app.view.focus();
 }
 
 function setCurrent(el, current) {
@@ -390,25 +397,10 @@ function setCurrent(el, current) {
   else el.removeAttribute('aria-current');
 }
 
-// HomeView is the main pane when nothing is open (on phones the list is
-// shown instead).
-class HomeView {
-  constructor() {
-    this.el = h('section', { class: 'home' },
-      h('div', { class: 'home-inner' },
-        h('span', { class: 'logo big', attrs: { 'aria-hidden': 'true' } }),
-        h('h2', { class: 'home-title' }, 'Welcome to Luna'),
-        h('p', null, 'Start a conversation with one of the models, or make an image.'),
-        h('div', { class: 'home-actions' },
-          h('a', { class: 'button primary', href: '#/new' }, icon('plus'), 'New chat'),
-          h('a', { class: 'button', href: '#/images' }, icon('image'), 'Images'),
-        ),
-      ),
-    );
-  }
-
-  dispose() {}
-}
+// phoneLayout matches when the list and the main pane are separate screens
+// (app.css); at home the list's heading is then the screen's.
+const phoneLayout = matchMedia('(max-width: 760px)');
+phoneLayout.addEventListener('change', () => { if (app.list && document.body.dataset.pane === 'list') route(); });
 
 // Export for the views that need a page of a list.
 app.query = query;

@@ -1,39 +1,48 @@
-// The new-conversation screen: pick a model (demo models are labelled;
-// price and context are shown), type the first message, start.
+// The new chat: an empty chat whose message box has a model dropdown beside
+// it (demo models labelled; price and context shown under it) and the price
+// of the reply. It is the home screen on wide screens and "New chat"
+// everywhere. Sending creates the conversation with the chosen model
+// (POST /v1/conversations), then the chat screen sends the message; from
+// then on the model is fixed.
 
 import { h, icon } from './dom.js';
 import { friendlyError } from './api.js';
-import { bindEnterToSend, demoBadge, modelFacts } from './widgets.js';
+import { bindEnterToSend, modelFacts } from './widgets.js';
+import { PriceLine } from './price.js';
 
 const LAST_MODEL_KEY = 'luna.lastModel';
 
 export class NewChatView {
   constructor(app) {
     this.app = app;
-    this.models = h('div', { class: 'model-list', attrs: { role: 'radiogroup', 'aria-labelledby': 'model-heading' } },
-      h('p', { class: 'muted' }, 'Loading models…'));
-    this.input = h('textarea', { id: 'new-chat-message', rows: 3, placeholder: 'Write your first message…', maxLength: 32000, attrs: { 'aria-label': 'First message' } });
+    this.modelList = [];
+    this.select = h('select', { id: 'model-select', name: 'model', disabled: true, attrs: { 'aria-label': 'Model', 'aria-describedby': 'model-facts' },
+      on: { change: () => this.onModelChange() } },
+    h('option', { value: '' }, 'Loading models…'));
+    this.input = h('textarea', { id: 'new-chat-message', rows: 1, placeholder: 'Message Luna…', maxLength: 32000, attrs: { 'aria-label': 'Message' } });
     this.error = h('p', { id: 'new-chat-error', class: 'form-error', attrs: { role: 'alert' } });
-    this.submit = h('button', { id: 'new-chat-send', type: 'submit', class: 'button primary' }, icon('send'), 'Start conversation');
-    this.form = h('form', { class: 'new-chat-form', on: { submit: (e) => { e.preventDefault(); this.start(); } } },
-      h('h2', { id: 'model-heading', class: 'section-heading' }, 'Model'),
-      this.models,
-      h('label', { htmlFor: 'new-chat-message', class: 'section-heading' }, 'Message'),
-      this.input,
-      h('p', { class: 'field-hint' }, 'Enter sends, Shift+Enter starts a new line.'),
-      this.error,
-      h('div', { class: 'form-actions' }, this.submit),
-    );
+    this.submit = h('button', { id: 'new-chat-send', type: 'submit', class: 'button primary icon-only', title: 'Send (Enter)', attrs: { 'aria-label': 'Send' } }, icon('send'));
+    this.facts = h('p', { id: 'model-facts', class: 'model-facts-line' });
+    this.price = new PriceLine(app, this.input, () => (this.select.value ? { modelId: this.select.value } : null));
+    this.form = h('form', { class: 'composer new-composer', on: { submit: (e) => { e.preventDefault(); this.start(); } } },
+      this.select, this.input, this.submit);
     bindEnterToSend(this.input, () => this.start());
-    this.el = h('section', { id: 'new-chat-view', class: 'view new-chat' },
-      h('header', { class: 'view-header' }, h('h1', null, 'New conversation')),
-      h('div', { class: 'view-body' }, this.form),
+    this.el = h('section', { id: 'new-chat-view', class: 'view chat new-chat' },
+      h('header', { class: 'view-header chat-header' }, h('h1', { class: 'chat-title' }, 'New chat')),
+      h('div', { class: 'messages-wrap' },
+        h('div', { class: 'messages new-chat-empty' },
+          h('div', { class: 'home-inner' },
+            h('span', { class: 'logo big', attrs: { 'aria-hidden': 'true' } }),
+            h('p', { class: 'home-title' }, 'What can I help with?'),
+            h('p', { class: 'muted' }, 'Choose a model beside the box and write. The model stays with the conversation.')))),
+      h('div', { class: 'composer-area' }, this.error, this.form, this.facts, this.price.el),
     );
     this.loadModels();
   }
 
   dispose() {
     this.disposed = true;
+    this.price.dispose();
   }
 
   focus() {
@@ -45,35 +54,37 @@ export class NewChatView {
     try {
       models = await this.app.models();
     } catch (err) {
-      this.models.replaceChildren(h('p', { class: 'form-error' }, friendlyError(err)));
+      this.error.textContent = friendlyError(err);
       return;
     }
     if (this.disposed) return;
+    this.modelList = models;
     if (models.length === 0) {
-      this.models.replaceChildren(h('p', { class: 'form-error' }, 'No models are available on this server yet.'));
+      this.select.replaceChildren(h('option', { value: '' }, 'No models'));
+      this.error.textContent = 'No models are available on this server yet.';
       this.submit.disabled = true;
       return;
     }
     const last = localStorage.getItem(LAST_MODEL_KEY);
     const chosen = models.some((m) => m.id === last) ? last : models[0].id;
-    this.models.replaceChildren(...models.map((m) => {
-      const id = 'model-' + m.id.replace(/[^A-Za-z0-9_-]/g, '_');
-      return h('label', { class: 'model-option', htmlFor: id },
-        h('input', { type: 'radio', name: 'model', id, value: m.id, checked: m.id === chosen }),
-        h('span', { class: 'model-text' },
-          h('span', { class: 'model-name' }, m.name, m.demo ? demoBadge() : null),
-          m.description ? h('span', { class: 'model-description' }, m.description) : null,
-          h('span', { class: 'model-facts' }, modelFacts(m)),
-        ),
-      );
-    }));
+    this.select.replaceChildren(...models.map((m) =>
+      h('option', { value: m.id, attrs: { selected: m.id === chosen } }, m.name + (m.demo ? ' (demo)' : ''))));
+    this.select.value = chosen;
+    this.select.disabled = false;
+    this.onModelChange();
+  }
+
+  onModelChange() {
+    const m = this.modelList.find((x) => x.id === this.select.value);
+    this.facts.textContent = m ? (m.demo ? 'Demo: placeholder text, no real model · ' : '') + modelFacts(m) : '';
+    this.price.schedule();
   }
 
   async start() {
     const text = this.input.value.trim();
-    const picked = this.form.querySelector('input[name=model]:checked');
+    const modelId = this.select.value;
     this.error.textContent = '';
-    if (!picked) {
+    if (!modelId) {
       this.error.textContent = 'Choose a model first.';
       return;
     }
@@ -82,14 +93,17 @@ export class NewChatView {
       this.input.focus();
       return;
     }
+    if (this.starting) return;
+    this.starting = true;
     this.submit.disabled = true;
     try {
-      const conv = await this.app.api.post('/v1/conversations', { modelId: picked.value });
-      localStorage.setItem(LAST_MODEL_KEY, picked.value);
+      const conv = await this.app.api.post('/v1/conversations', { modelId });
+      localStorage.setItem(LAST_MODEL_KEY, modelId);
       this.app.list.upsert(conv);
       this.app.pendingFirstMessage = { conversationId: conv.id, text };
       this.app.navigate('#/c/' + encodeURIComponent(conv.id));
     } catch (err) {
+      this.starting = false;
       this.submit.disabled = false;
       this.error.textContent = friendlyError(err);
     }
