@@ -196,6 +196,10 @@ func TestRun(t *testing.T) {
 				t.Skip("needs the S3 server of scripts/test.sh (LUNA_TEST_S3_*)")
 			}
 			cfg := base()
+			// A prefix of its own: the S3 server keeps objects as files,
+			// and one case's probe deleting its folder must not race
+			// another case's probe being written into it.
+			cfg.Images.S3.Prefix = "preflight-" + strings.NewReplacer(" ", "-", "/", "-").Replace(c.name)
 			c.change(&cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
