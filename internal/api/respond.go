@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 
 	"luna"
-	"luna/internal/chat"
+	"luna/internal/credits"
 	"luna/internal/ratelimit"
 )
 
@@ -57,8 +57,8 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
-	// A refusal for credits says what the request needs and what the
-	// user has (insufficient_credits from sending a message or acting on one).
+	// A refusal for credits says what the request needs and what the user
+	// has (insufficient_credits: a message, an action on one, an image).
 	CreditsNeeded    *int64 `json:"creditsNeeded,omitempty"`
 	CreditsAvailable *int64 `json:"creditsAvailable,omitempty"`
 }
@@ -93,7 +93,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", defaultRetryAfter)
 	}
 	detail := errorDetail{Code: code, Message: message}
-	var short *chat.InsufficientCreditsError
+	var short *credits.InsufficientError
 	if errors.As(err, &short) {
 		detail.CreditsNeeded, detail.CreditsAvailable = &short.Needed, &short.Available
 	}

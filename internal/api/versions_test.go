@@ -484,6 +484,15 @@ func TestEstimateIsWhatSendingHolds(t *testing.T) {
 			t.Fatalf("402 = %v, estimate %v", e, est)
 		}
 
+		// An image refused for credits says the same kind of figures.
+		r = s.createImage(token, map[string]any{"prompt": "a lighthouse", "resolution": 512})
+		if r.status != http.StatusPaymentRequired {
+			t.Fatalf("image without credits: %d %s", r.status, r.body)
+		}
+		if e := r.json(t)["error"].(map[string]any); e["creditsNeeded"] != 50.0 || e["creditsAvailable"] != 0.0 {
+			t.Fatalf("image 402 = %v", e)
+		}
+
 		for _, tc := range []struct {
 			name   string
 			token  string

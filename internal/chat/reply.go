@@ -46,30 +46,15 @@ func (s *Service) planReply(ctx context.Context, model models.Model, history []M
 	}, nil
 }
 
-// InsufficientCreditsError is a refusal for credits that says how many a
-// reply needs at least (its prompt and a short answer) and how many the
-// user has available. It unwraps to an insufficient_credits *luna.Error.
-type InsufficientCreditsError struct {
-	Needed    int64
-	Available int64
-}
-
-func (e *InsufficientCreditsError) Error() string { return e.Unwrap().Error() }
-
-// Unwrap returns the error as clients see it.
-func (e *InsufficientCreditsError) Unwrap() error {
-	return luna.Errorf(luna.CodeInsufficientCredits,
-		"Not enough credits: this reply needs at least %d credits and %d are available.", e.Needed, e.Available)
-}
-
 // budget caps the reply's output to what available credits afford rather
-// than refusing; it refuses (InsufficientCreditsError) only when not even
-// MinReplyTokens fit. It returns the reply's max_tokens and the hold.
+// than refusing; it refuses only when not even MinReplyTokens fit (a
+// *credits.InsufficientError: the need is its prompt and a short answer).
+// It returns the reply's max_tokens and the hold.
 func (s *Service) budget(p replyPlan, available int64) (maxTokens int, hold int64, err error) {
 	affordable := p.model.TokensAffordable(available) - int64(p.count.Tokens)
 	maxTokens = int(min(int64(p.maxTokens), max(affordable, 0)))
 	if maxTokens < s.cfg.MinReplyTokens {
-		return 0, 0, &InsufficientCreditsError{
+		return 0, 0, &credits.InsufficientError{
 			Needed: p.model.Cost(int64(p.count.Tokens + s.cfg.MinReplyTokens)), Available: max(available, 0),
 		}
 	}

@@ -258,8 +258,8 @@ func (l *Ledger) Reserve(ctx context.Context, req ReserveRequest) (Reservation, 
 }
 
 // ReserveTx places a hold inside the caller's transaction. It fails with
-// ErrInsufficientCredits when the user's available credits are below the
-// amount; nothing is written then.
+// an *InsufficientError (errors.Is ErrInsufficientCredits) when the user's
+// available credits are below the amount; nothing is written then.
 func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) (Reservation, error) {
 	if req.Amount <= 0 || req.TTL <= 0 {
 		return Reservation{}, ErrInvalidAmount
@@ -285,7 +285,14 @@ func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) 
 		return Reservation{}, fmt.Errorf("reserve: update user: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return Reservation{}, l.whyNoUpdate(ctx, tx, req.UserID)
+		err := l.whyNoUpdate(ctx, tx, req.UserID)
+		if errors.Is(err, ErrInsufficientCredits) {
+			// Say what is missing: the hold and what the user has.
+			if b, berr := BalanceTx(ctx, tx, req.UserID); berr == nil {
+				return Reservation{}, &InsufficientError{Needed: req.Amount, Available: max(b.Available, 0)}
+			}
+		}
+		return Reservation{}, err
 	}
 	r := Reservation{
 		ID: uuid.NewString(), UserID: req.UserID, Amount: req.Amount, Status: StatusActive,

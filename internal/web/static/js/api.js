@@ -96,7 +96,7 @@ export function friendlyError(err, ctx = {}) {
     case 'insufficient_credits': {
       const d = err.details || {};
       if (typeof d.creditsNeeded === 'number' && typeof d.creditsAvailable === 'number') {
-        return `You don\u2019t have enough credits: this reply needs at least ${credits(d.creditsNeeded)} and you have ${credits(d.creditsAvailable)} available.`;
+        return `You don\u2019t have enough credits: this needs at least ${credits(d.creditsNeeded)} and you have ${credits(d.creditsAvailable)} available.`;
       }
       let s = 'You don\u2019t have enough credits for this.';
       if (ctx.price !== undefined) s += ` It costs ${credits(ctx.price)}`;
