@@ -217,17 +217,17 @@ func (s *Server) handleMessageStream(w http.ResponseWriter, r *http.Request) {
 		lastEventID = r.URL.Query().Get("lastEventId") // for clients that cannot set headers
 	}
 	err := s.chat.Follow(ctx, userID, messageID, lastEventID, func(ev chat.StreamEvent) error {
-		id := strconv.Itoa(ev.Offset)
 		switch ev.Kind {
 		case chat.EventSnapshot:
-			return sw.event("snapshot", id, map[string]string{"content": ev.Text})
+			return sw.textEvent("snapshot", ev.Offset, "content", ev.Text)
 		case chat.EventDelta:
-			return sw.event("delta", id, map[string]string{"text": ev.Text})
+			return sw.textEvent("delta", ev.Offset, "text", ev.Text)
 		case chat.EventHeartbeat:
 			return sw.comment("heartbeat")
 		case chat.EventDeleted:
-			return sw.event("deleted", id, map[string]string{"messageId": messageID})
+			return sw.textEvent("deleted", ev.Offset, "messageId", messageID)
 		default:
+			id := strconv.Itoa(ev.Offset)
 			m := ev.Message
 			done := streamDone{Status: m.Status, Usage: usageJSON{m.PromptTokens, m.CompletionTokens},
 				CreditsCharged: m.CreditsCharged, CreditsShortfall: m.CreditsShortfall, FinishReason: m.FinishReason}

@@ -7,22 +7,35 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"luna"
 )
 
-// sseWriteTimeout bounds each write to a stream: a client that stops
-// reading is dropped instead of holding a goroutine forever.
-const sseWriteTimeout = 15 * time.Second
+// sseWriteTimeout bounds the writes to a stream: a client that stops
+// reading is dropped instead of holding a goroutine forever. The deadline
+// is moved once per sseDeadlineEvery (per batch of events, not per event),
+// so a stalled client is dropped after between 10 and 15 s.
+const (
+	sseWriteTimeout  = 15 * time.Second
+	sseDeadlineEvery = 5 * time.Second
+)
+
+// eventBuffers hold one event while it is encoded and written; a stream
+// holds none between events.
+var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // sseWriter writes Server-Sent Events to one client. The stream's headers
 // go out with the first event, so a handler can still answer an error
 // before that.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	started bool
+	w          http.ResponseWriter
+	rc         *http.ResponseController
+	started    bool
+	deadlineAt time.Time // when the write deadline was last moved
 }
 
 func newSSEWriter(w http.ResponseWriter) *sseWriter {
@@ -55,41 +68,126 @@ func (sw *sseWriter) flush() error {
 	return nil
 }
 
+// deadline moves the write deadline when it was last moved
+// sseDeadlineEvery ago or more.
 func (sw *sseWriter) deadline() {
-	sw.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) // not every writer supports deadlines
+	now := time.Now()
+	if now.Sub(sw.deadlineAt) < sseDeadlineEvery {
+		return
+	}
+	sw.deadlineAt = now
+	sw.rc.SetWriteDeadline(now.Add(sseWriteTimeout)) // not every writer supports deadlines
 }
 
-// event writes one event; id may be empty.
+// event writes one event whose data is data encoded as JSON; id may be
+// empty. For the events of a reply's text, textEvent does the same without
+// reflection.
 func (sw *sseWriter) event(name, id string, data any) error {
 	payload, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
+	return sw.write(func(b []byte) []byte {
+		if id != "" {
+			b = append(append(append(b, "id: "...), id...), '\n')
+		}
+		return appendEvent(b, name, payload)
+	})
+}
+
+// textEvent writes the event name with id offset and data {"field":text},
+// as event would with a map[string]string, without maps or reflection.
+func (sw *sseWriter) textEvent(name string, offset int, field, text string) error {
+	return sw.write(func(b []byte) []byte {
+		b = strconv.AppendInt(append(b, "id: "...), int64(offset), 10)
+		b = append(append(append(b, "\nevent: "...), name...), "\ndata: {"...)
+		b = appendJSONString(b, field)
+		b = appendJSONString(append(b, ':'), text)
+		return append(b, "}\n\n"...)
+	})
+}
+
+func appendEvent(b []byte, name string, payload []byte) []byte {
+	b = append(append(append(b, "event: "...), name...), "\ndata: "...)
+	return append(append(b, payload...), "\n\n"...)
+}
+
+// comment writes an SSE comment (a heartbeat).
+func (sw *sseWriter) comment(text string) error {
+	return sw.write(func(b []byte) []byte {
+		return append(append(append(b, ": "...), text...), "\n\n"...)
+	})
+}
+
+// write starts the stream if needed, then writes what encode appends to a
+// pooled buffer in one write, and flushes.
+func (sw *sseWriter) write(encode func([]byte) []byte) error {
 	if err := sw.start(); err != nil {
 		return err
 	}
 	sw.deadline()
-	if id != "" {
-		if _, err := fmt.Fprintf(sw.w, "id: %s\n", id); err != nil {
-			return err
-		}
+	buf := eventBuffers.Get().(*[]byte)
+	*buf = encode((*buf)[:0])
+	_, err := sw.w.Write(*buf)
+	if cap(*buf) <= 64<<10 { // don't keep a huge snapshot's buffer
+		eventBuffers.Put(buf)
 	}
-	if _, err := fmt.Fprintf(sw.w, "event: %s\ndata: %s\n\n", name, payload); err != nil {
+	if err != nil {
 		return err
 	}
 	return sw.flush()
 }
 
-// comment writes an SSE comment (a heartbeat).
-func (sw *sseWriter) comment(text string) error {
-	if err := sw.start(); err != nil {
-		return err
+// appendJSONString appends s as a JSON string, byte for byte as
+// encoding/json writes it (HTML-safe: <, > and & escaped; invalid UTF-8 as
+// U+FFFD; U+2028 and U+2029 escaped).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(append(b, s[start:i]...), `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(append(b, s[start:i]...), '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
 	}
-	sw.deadline()
-	if _, err := fmt.Fprintf(sw.w, ": %s\n\n", text); err != nil {
-		return err
-	}
-	return sw.flush()
+	return append(append(b, s[start:]...), '"')
 }
 
 // streamContext ends when the request does, when the server closes its

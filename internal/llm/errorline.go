@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"sync"
 )
 
 // errorLinePrefix starts llama.cpp's in-stream error: llama-server writes
@@ -26,29 +27,47 @@ const maxErrorLine = maxErrorBody
 // out to be an error: line is held until its newline.
 type errorLineReader struct {
 	r       io.Reader
-	buf     []byte // read buffer
-	out     []byte // ready to be returned
-	line    []byte // the start of the current line, held
-	passing bool   // the current line is not an error: line; its bytes pass through
-	err     error  // the underlying reader's error, returned once out is drained
-	sawDone bool   // a data: [DONE] line went through
+	buf     *[]byte // read buffer, pooled
+	outBuf  []byte  // out's storage, reused once out is drained
+	out     []byte  // ready to be returned
+	line    []byte  // the start of the current line, held
+	passing bool    // the current line is not an error: line; its bytes pass through
+	err     error   // the underlying reader's error, returned once out is drained
+	sawDone bool    // a data: [DONE] line went through
 }
 
+// readBuffers are errorLineReaders' read buffers: a stream holds one only
+// while it runs.
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+
 func newErrorLineReader(r io.Reader) *errorLineReader {
-	return &errorLineReader{r: r, buf: make([]byte, 32<<10)}
+	return &errorLineReader{r: r, buf: readBuffers.Get().(*[]byte)}
+}
+
+// release returns the read buffer to the pool; Read must not be called
+// afterwards.
+func (e *errorLineReader) release() {
+	if e.buf != nil {
+		readBuffers.Put(e.buf)
+		e.buf = nil
+	}
 }
 
 func (e *errorLineReader) Read(p []byte) (int, error) {
+	if len(e.out) == 0 {
+		e.out = e.outBuf[:0]
+	}
 	for len(e.out) == 0 {
 		if e.err != nil {
 			if len(e.line) > 0 { // the body ended inside a line
-				e.out, e.line = rewriteErrorLine(e.line), nil
+				e.out, e.line = appendRewritten(e.out, e.line), nil
 				break
 			}
 			return 0, e.err
 		}
-		n, err := e.r.Read(e.buf)
-		e.feed(e.buf[:n])
+		n, err := e.r.Read(*e.buf)
+		e.feed((*e.buf)[:n])
+		e.outBuf = e.out
 		e.err = err
 	}
 	n := copy(p, e.out)
@@ -81,7 +100,7 @@ func (e *errorLineReader) feed(b []byte) {
 			if isDoneLine(e.line) {
 				e.sawDone = true
 			}
-			e.out = append(e.out, rewriteErrorLine(e.line)...)
+			e.out = appendRewritten(e.out, e.line)
 			e.line = e.line[:0]
 		case !mayBeHeld(e.line) || len(e.line) > maxErrorLine:
 			e.out = append(e.out, e.line...)
@@ -113,6 +132,14 @@ func isDoneLine(line []byte) bool {
 		}
 	}
 	return false
+}
+
+// appendRewritten appends line to dst, rewritten by rewriteErrorLine.
+func appendRewritten(dst, line []byte) []byte {
+	if !bytes.HasPrefix(line, errorLinePrefix) {
+		return append(dst, line...)
+	}
+	return append(dst, rewriteErrorLine(line)...)
 }
 
 // rewriteErrorLine returns line unchanged unless it is an error: line; that

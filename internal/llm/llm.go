@@ -196,43 +196,49 @@ func (c *Client) Stream(ctx context.Context, req Request, onDelta func(text stri
 	stream := service.NewStreaming(withConnectTimeout(streamCtx, req.ConnectTimeout), params)
 	defer stream.Close()
 
-	var firstToken time.Duration
-	for stream.Next() {
-		chunk := stream.Current()
-		if chunk.JSON.Usage.Valid() {
-			res.Usage = &Usage{
-				PromptTokens:     int(chunk.Usage.PromptTokens),
-				CompletionTokens: int(chunk.Usage.CompletionTokens),
+	// openai-go sent the request; responseHead.check took the event stream
+	// for chunkDecoder, which reads only the fields used here (openai-go
+	// decodes every field of every chunk by reflection).
+	defer head.close()
+	streamErr := stream.Err()
+	if head.lines != nil && streamErr == nil {
+		dec := newChunkDecoder(head.lines)
+		defer dec.release()
+		var firstToken time.Duration
+		for dec.Next() {
+			c := dec.Chunk()
+			if c.hasUsage {
+				res.Usage = &Usage{PromptTokens: c.usage.PromptTokens, CompletionTokens: c.usage.CompletionTokens}
 			}
-		}
-		// choices is empty on the usage chunk; we ask for n=1, so only
-		// index 0 is ours.
-		for _, choice := range chunk.Choices {
-			if choice.Index != 0 {
-				continue
-			}
-			if text := choice.Delta.Content; text != "" {
-				if res.ContentChunks == 0 {
-					firstToken = time.Since(start)
+			// choices holds index 0 only: we ask for n=1.
+			for _, choice := range c.choices {
+				if text := choice.content; text != "" {
+					if res.ContentChunks == 0 {
+						firstToken = time.Since(start)
+					}
+					res.ContentChunks++
+					// Time the caller spends in onDelta is not an upstream gap.
+					timer.Stop()
+					if onDelta != nil {
+						onDelta(text)
+					}
 				}
-				res.ContentChunks++
-				// Time the caller spends in onDelta is not an upstream gap.
-				timer.Stop()
-				if onDelta != nil {
-					onDelta(text)
+				if choice.finishReason != "" {
+					res.FinishReason = choice.finishReason
 				}
 			}
-			if choice.FinishReason != "" {
-				res.FinishReason = choice.FinishReason
+			if res.ContentChunks > 0 {
+				timer.Reset(req.IdleTimeout)
 			}
 		}
-		if res.ContentChunks > 0 {
-			timer.Reset(req.IdleTimeout)
-		}
+		streamErr = dec.Err()
+		err = c.classify(ctx, streamCtx, req, &head, res, streamErr)
+		c.log(ctx, req, res, err, time.Since(start), firstToken)
+		return res, err
 	}
 
-	err = c.classify(ctx, streamCtx, req, &head, res, stream.Err())
-	c.log(ctx, req, res, err, time.Since(start), firstToken)
+	err = c.classify(ctx, streamCtx, req, &head, res, streamErr)
+	c.log(ctx, req, res, err, time.Since(start), 0)
 	return res, err
 }
 
@@ -353,6 +359,15 @@ type responseHead struct {
 	status   int              // their status
 	bodyErr  error            // the first error reading the stream body, EOF excluded
 	lines    *errorLineReader // the stream body's line reader, once a stream arrived
+	body     io.Closer        // the stream body, once a stream arrived
+}
+
+// close closes the stream body, if one arrived.
+func (h *responseHead) close() {
+	if h.body != nil {
+		h.body.Close()
+		h.lines.release()
+	}
 }
 
 // check is an openai-go middleware. A 200 text/event-stream passes through
@@ -371,12 +386,11 @@ func (h *responseHead) check(req *http.Request, next option.MiddlewareNext) (*ht
 	// Anything not JSON or HTML is decoded as SSE, as openai-go does: a
 	// relay may label the stream differently.
 	if res.StatusCode == http.StatusOK && !isJSONType(mt) && !isHTML(mt, nil) {
-		watched := &watchedBody{ReadCloser: res.Body, head: h}
-		h.lines = newErrorLineReader(watched)
-		res.Body = struct {
-			io.Reader
-			io.Closer
-		}{h.lines, watched}
+		body := &watchedBody{ReadCloser: res.Body, head: h}
+		h.body, h.lines = body, newErrorLineReader(body)
+		// openai-go gets an empty body (an empty stream): Stream reads
+		// this one.
+		res.Body = http.NoBody
 		return res, nil
 	}
 	body, readErr := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
