@@ -54,10 +54,10 @@ func itoa(n int) string {
 // discard is a ResponseWriter that keeps nothing.
 type discard struct{ h http.Header }
 
-func (d discard) Header() http.Header         { return d.h }
-func (discard) Write(b []byte) (int, error)   { return len(b), nil }
-func (discard) WriteHeader(int)               {}
-func (discard) Flush()                        {}
+func (d discard) Header() http.Header       { return d.h }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
+func (discard) Flush()                      {}
 
 // BenchmarkEvent compares a delta event written by textEvent with the same
 // event written from a map by event.
