@@ -57,6 +57,22 @@ func (e *errorLineReader) Read(p []byte) (int, error) {
 	if len(e.out) == 0 {
 		e.out = e.outBuf[:0]
 	}
+	if len(e.out) == 0 && e.passing && e.err == nil && len(p) > 0 {
+		// Inside a line that passes through: read straight into p, so that
+		// a long line costs no copy and grows with the caller's buffer.
+		n, err := e.r.Read(p)
+		e.err = err
+		if i := bytes.IndexByte(p[:n], '\n'); i >= 0 {
+			// The rest starts new lines: those go through feed.
+			e.passing = false
+			e.feed(p[i+1 : n])
+			e.outBuf = e.out
+			n = i + 1
+		}
+		if n > 0 || err == nil {
+			return n, nil
+		}
+	}
 	for len(e.out) == 0 {
 		if e.err != nil {
 			if len(e.line) > 0 { // the body ended inside a line

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"testing"
@@ -106,6 +107,35 @@ func FuzzErrorLineReader(f *testing.F) {
 		}
 		if got.String() != want.String() {
 			t.Fatalf("in %q\nout %q: other lines changed", in, out)
+		}
+	})
+}
+
+// FuzzErrorLineReaderReadSizes: the rewritten stream does not depend on how the
+// body arrives or how the caller reads it (byte by byte, or in large reads
+// that go straight into the caller's buffer).
+func FuzzErrorLineReaderReadSizes(f *testing.F) {
+	f.Add([]byte("data: {\"a\":1}\n\nerror: {\"code\":500}\n\ndata: [DONE]\n\n"))
+	f.Add([]byte("data: " + strings.Repeat("x", 9000) + "\nerror: oops\ndata: [DO"))
+	f.Add([]byte("error: not json"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		read := func(src io.Reader, oneByte bool) string {
+			var r io.Reader = newErrorLineReader(src)
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			out, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(out)
+		}
+		want := read(iotest.OneByteReader(bytes.NewReader(body)), true)
+		if got := read(bytes.NewReader(body), false); got != want {
+			t.Fatalf("large reads %q, byte by byte %q", got, want)
+		}
+		if got := read(iotest.HalfReader(bytes.NewReader(body)), false); got != want {
+			t.Fatalf("half reads %q, byte by byte %q", got, want)
 		}
 	})
 }
