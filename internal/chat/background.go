@@ -232,13 +232,16 @@ func (e *engine) pollStops(ctx context.Context) error {
 	return rows.Err()
 }
 
-// interruptOrphans marks running replies whose lease expired (or, with
-// all, every running reply not owned by this process) interrupted, keeping
-// their persisted text, and releases their credits.
+// interruptOrphans marks running replies of other instances whose lease
+// expired (or, with all, every running reply not owned by this process)
+// interrupted, keeping their persisted text, and releases their credits.
+// This instance's own replies are alive while it runs, even when a slow
+// database delayed their renewal.
 func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
 	now := store.NowMillis(s.now())
-	query := `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND lease_expires_at < $1 LIMIT 200`
-	args := []any{now}
+	query := `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND lease_expires_at < $1
+		AND COALESCE(lease_owner, '') <> $2 LIMIT 200`
+	args := []any{now, s.engine.instanceID}
 	if all {
 		query = `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $1 LIMIT 1000`
 		args = []any{s.engine.instanceID}
@@ -285,15 +288,17 @@ func (s *Service) interruptOrphan(ctx context.Context, id string, now int64, all
 	var m Message
 	ok := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		cond := `lease_expires_at < $2`
-		arg := any(now)
-		if all {
-			cond, arg = `COALESCE(lease_owner, '') <> $2`, s.engine.instanceID
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET status = 'interrupted', error_code = 'interrupted',
+		// Another instance's reply whose lease expired; with all, any
+		// reply not of this process.
+		query := `UPDATE messages SET status = 'interrupted', error_code = 'interrupted',
 				error_message = 'The server stopped before the reply finished.', lease_owner = NULL,
 				lease_expires_at = NULL, completed_at = $3, updated_at = $3
-			WHERE id = $1 AND status IN ('pending', 'streaming') AND `+cond, id, arg, now)
+			WHERE id = $1 AND status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $2`
+		args := []any{id, s.engine.instanceID, now}
+		if !all {
+			query += ` AND lease_expires_at < $3`
+		}
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("interrupt reply %s: %w", id, err)
 		}

@@ -23,12 +23,27 @@ type PromptCounter interface {
 	CountPromptTokens(ctx context.Context, req llm.Request) llm.PromptCount
 }
 
+// Lease defaults. A running reply's lease is renewed by the flush that
+// persists its text (every FlushInterval while text arrives, every
+// LeaseRenewEvery while none does), in the flush's one statement, so a short
+// lease costs no statement of its own. When an instance dies, another
+// settles its replies within LeaseTTL + SweepInterval (4.5 s): the lease
+// runs out at most LeaseTTL after the last renewal, which came before the
+// death, and the next sweep finds it. A live instance keeps its leases as
+// long as a flush completes within LeaseTTL − LeaseRenewEvery (3 s) of the
+// previous one; a sweep never interrupts the replies of its own instance.
+const (
+	DefaultLeaseTTL        = 4 * time.Second
+	DefaultLeaseRenewEvery = time.Second
+	DefaultSweepInterval   = 500 * time.Millisecond
+)
+
 // Config tunes the engine. Zero values take the defaults noted.
 type Config struct {
 	FlushInterval            time.Duration // how often running replies' text is persisted, in one transaction; 500ms
-	LeaseTTL                 time.Duration // a generation's lease; another instance interrupts it after this long without renewal; 30s
-	LeaseRenewEvery          time.Duration // 5s
-	SweepInterval            time.Duration // how often expired leases are looked for; 5s
+	LeaseTTL                 time.Duration // a generation's lease; another instance interrupts it after this long without renewal; DefaultLeaseTTL
+	LeaseRenewEvery          time.Duration // how often a reply with no new text renews its lease (one with new text does at every flush); DefaultLeaseRenewEvery
+	SweepInterval            time.Duration // how often expired leases of other instances are looked for; DefaultSweepInterval
 	MaxDuration              time.Duration // longest a reply may run; 15m
 	ReservationTTL           time.Duration // a reply's credit hold expires this long after it was placed or last renewed; the engine renews it while the reply's lease lives, so it need not exceed MaxDuration; 30m
 	MinReplyTokens           int           // a send is refused (402) when the balance cannot pay for this many output tokens; 32
@@ -52,9 +67,9 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.FlushInterval, 500*time.Millisecond)
-	def(&c.LeaseTTL, 30*time.Second)
-	def(&c.LeaseRenewEvery, 5*time.Second)
-	def(&c.SweepInterval, 5*time.Second)
+	def(&c.LeaseTTL, DefaultLeaseTTL)
+	def(&c.LeaseRenewEvery, DefaultLeaseRenewEvery)
+	def(&c.SweepInterval, DefaultSweepInterval)
 	def(&c.MaxDuration, 15*time.Minute)
 	def(&c.ReservationTTL, 30*time.Minute)
 	def(&c.HeartbeatEvery, 15*time.Second)

@@ -16,6 +16,7 @@ import (
 	"luna/internal/accounts"
 	"luna/internal/api"
 	"luna/internal/app"
+	"luna/internal/chat"
 	"luna/internal/credits"
 	"luna/internal/events"
 	"luna/internal/store"
@@ -195,7 +196,7 @@ func (sf *serveFlags) register(fs *flagSet) {
 	fs.Int(&cfg.Chat.MaxRunningPerModel, "max-requests-per-model", 64, "upstream requests (replies and titles) at once per model on this instance; more wait for a slot")
 	fs.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long running requests may finish on SIGINT/SIGTERM")
 	fs.Duration(&cfg.SweepInterval, "sweep-interval", 30*time.Second, "how often expired credit reservations are voided")
-	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", 30*time.Second, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it for this long")
+	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", chat.DefaultLeaseTTL, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it (every second, or every flush while text arrives) for this long")
 	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", 15*time.Minute, "longest a reply may generate")
 	fs.Duration(&cfg.Chat.ReplyIdleTimeout, "reply-idle-timeout", 90*time.Second, "a reply with no new text this long (first token included) ends as an error, its credits released")
 	ic := &cfg.Images
