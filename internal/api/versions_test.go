@@ -297,6 +297,17 @@ func TestContinueAStoppedReply(t *testing.T) {
 		if m["content"] != "abc" || m["status"] != "complete" {
 			t.Fatalf("continued stopped reply = %v", m)
 		}
+		// The first complete reply names the conversation, from its question.
+		s.waitTitled(token, m["conversationId"].(string))
+		var titleAsk string
+		for _, r := range fake.Requests() {
+			if len(r.Messages) == 1 && strings.HasPrefix(r.Messages[0].Content, "Write a short title") {
+				titleAsk = r.Messages[0].Content
+			}
+		}
+		if !strings.Contains(titleAsk, "User: Letters\n") || !strings.Contains(titleAsk, "Assistant: abc") {
+			t.Fatalf("title request %q", titleAsk)
+		}
 		wantAuditClean(t, s)
 	})
 }

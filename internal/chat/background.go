@@ -400,9 +400,11 @@ func (e *engine) generateTitle(conv Conversation, g *generation, reply string) {
 	e.running.Add(1)
 	go func() {
 		defer e.running.Done()
-		question := ""
-		if n := len(g.history); n > 0 {
-			question = g.history[n-1].Content
+		question := "" // the last question (a continued reply's history ends with the reply)
+		for i := len(g.history) - 1; i >= 0 && question == ""; i-- {
+			if g.history[i].Role == "user" {
+				question = g.history[i].Content
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.TitleTimeout)
 		defer cancel()
