@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"luna"
@@ -85,8 +84,8 @@ type Server struct {
 	bus               *events.Bus
 	heartbeatEvery    time.Duration
 	sessionCheckEvery time.Duration
-	streamsDone       chan struct{}
-	closeStreams      sync.Once
+	streamsCtx        context.Context // cancelled by CloseStreams
+	closeStreams      context.CancelFunc
 }
 
 // Auth modes.
@@ -100,9 +99,10 @@ func New(cfg Config) *Server {
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
 		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
-		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, trustProxy: cfg.TrustProxy, heartbeatEvery: cfg.HeartbeatEvery, streamsDone: make(chan struct{}),
+		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, trustProxy: cfg.TrustProxy, heartbeatEvery: cfg.HeartbeatEvery,
 		sessionCheckEvery: cmp.Or(cfg.SessionCheckEvery, 30*time.Second),
 	}
+	s.streamsCtx, s.closeStreams = context.WithCancel(context.Background())
 	if s.heartbeatEvery <= 0 {
 		s.heartbeatEvery = 15 * time.Second
 	}

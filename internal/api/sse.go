@@ -194,34 +194,60 @@ func appendJSONString(b []byte, s string) []byte {
 // streams for shutdown, or when the session the stream was opened with ends
 // (signed out or its user deleted, on any instance: told through the
 // events bus, and checked every sessionCheckEvery in case a signal was
-// missed).
+// missed). It starts no goroutine of its own: the shutdown and the bus
+// cancel it through callbacks, and the check runs on a timer. The returned
+// function releases all three.
 func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(r.Context())
 	user, token := userFrom(r.Context()), tokenFrom(r.Context())
-	watch := s.bus.WatchSession(user.ID, sessionKey(token))
-	go func() {
-		defer watch.Close()
-		check := time.NewTicker(s.sessionCheckEvery)
-		defer check.Stop()
-		for {
-			select {
-			case <-s.streamsDone:
-				cancel()
-				return
-			case <-watch.Ended:
-				cancel()
-				return
-			case <-check.C:
-				if !s.stillSignedIn(ctx, user, token) {
-					cancel()
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
+	watch := s.bus.WatchSessionFunc(user.ID, sessionKey(token), cancel)
+	stopOnShutdown := context.AfterFunc(s.streamsCtx, cancel)
+	check := &sessionCheck{every: s.sessionCheckEvery}
+	check.start(func() bool {
+		if ctx.Err() != nil {
+			return false
 		}
-	}()
-	return ctx, cancel
+		if !s.stillSignedIn(ctx, user, token) {
+			cancel()
+			return false
+		}
+		return true
+	})
+	return ctx, func() {
+		cancel()
+		stopOnShutdown()
+		check.stop()
+		watch.Close()
+	}
+}
+
+// sessionCheck runs a check every period on a timer until the check
+// returns false or stop is called.
+type sessionCheck struct {
+	every   time.Duration
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+}
+
+func (c *sessionCheck) start(check func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timer = time.AfterFunc(c.every, func() {
+		again := check()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if again && !c.stopped {
+			c.timer.Reset(c.every)
+		}
+	})
+}
+
+func (c *sessionCheck) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	c.timer.Stop()
 }
 
 // sessionKey names a session on the events bus: a hash of its token (not
@@ -271,5 +297,5 @@ func (s *Server) stillSignedIn(ctx context.Context, user luna.User, token string
 // CloseStreams ends every open event stream (at shutdown, so that the
 // HTTP server is not kept waiting by clients that never disconnect).
 func (s *Server) CloseStreams() {
-	s.closeStreams.Do(func() { close(s.streamsDone) })
+	s.closeStreams()
 }

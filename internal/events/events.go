@@ -72,6 +72,7 @@ type SessionWatch struct {
 	Ended <-chan struct{}
 
 	ended  chan struct{}
+	onEnd  func() // called once when the session ends, if set
 	once   sync.Once
 	bus    *hub
 	userID string
@@ -98,8 +99,8 @@ func newHub() *hub {
 		sessions: map[string]map[*SessionWatch]struct{}{}}
 }
 
-func (h *hub) watchSession(userID, key string) *SessionWatch {
-	w := &SessionWatch{ended: make(chan struct{}), bus: h, userID: userID, key: key}
+func (h *hub) watchSession(userID, key string, onEnd func()) *SessionWatch {
+	w := &SessionWatch{ended: make(chan struct{}), onEnd: onEnd, bus: h, userID: userID, key: key}
 	w.Ended = w.ended
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -126,7 +127,12 @@ func (h *hub) endSessions(userID, key string) {
 	defer h.mu.Unlock()
 	for w := range h.sessions[userID] {
 		if key == "" || w.key == key {
-			w.once.Do(func() { close(w.ended) })
+			w.once.Do(func() {
+				close(w.ended)
+				if w.onEnd != nil {
+					w.onEnd()
+				}
+			})
 		}
 	}
 }
@@ -279,7 +285,16 @@ func (b *Bus) EndSessions(ctx context.Context, userID, key string) error {
 }
 
 // WatchSession watches one of the user's sessions on this instance.
-func (b *Bus) WatchSession(userID, key string) *SessionWatch { return b.hub.watchSession(userID, key) }
+func (b *Bus) WatchSession(userID, key string) *SessionWatch {
+	return b.hub.watchSession(userID, key, nil)
+}
+
+// WatchSessionFunc is WatchSession that also calls ended, once, when the
+// session ends, from the goroutine that ends it (so ended must not block:
+// a context's cancel fits). It saves a goroutine per watch.
+func (b *Bus) WatchSessionFunc(userID, key string, ended func()) *SessionWatch {
+	return b.hub.watchSession(userID, key, ended)
+}
 
 // SubscribeUser subscribes to one user's events on this instance.
 func (b *Bus) SubscribeUser(userID string) *UserSubscription { return b.hub.subscribeUser(userID) }
