@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -546,6 +547,84 @@ func TestSilentReplyEndsAtTheIdleLimit(t *testing.T) {
 		}
 		if c := s.credits(token); c["balance"] != 1000.0 || c["reserved"] != 0.0 || m["creditsCharged"] != 0.0 {
 			t.Fatalf("credits = %v, charged %v", c, m["creditsCharged"])
+		}
+		wantAuditClean(t, s)
+	})
+}
+
+// Concurrent retries of one action make one version; concurrent different
+// actions on the same reply: one wins, the others get 409.
+func TestConcurrentActionsMakeOneVersion(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		fake := llmtest.New(t)
+		fake.Enqueue(llmtest.Script{Tokens: []string{"One"}, PromptTokens: 20})
+		fake.SetDefault(llmtest.Script{Tokens: []string{"Again"}, PromptTokens: 20})
+		s := newChatServer(t, dialect, fake, nil)
+		token := s.signup("a@example.com")
+		conv := s.newConversation(token)
+		first := s.send(token, conv, "Hi")
+		s.waitFinal(token, first)
+		s.waitTitled(token, conv)
+
+		run := func(bodies []map[string]string) []response {
+			out := make([]response, len(bodies))
+			var wg sync.WaitGroup
+			for i, body := range bodies {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					out[i] = s.do("POST", "/v1/messages/"+first+"/regenerate", token, body)
+				}()
+			}
+			wg.Wait()
+			return out
+		}
+		same := make([]map[string]string, 6)
+		for i := range same {
+			same[i] = map[string]string{"clientRequestId": "same"}
+		}
+		ids := map[any]bool{}
+		for _, r := range run(same) {
+			ids[actionReply(t, r)["id"]] = true
+		}
+		if len(ids) != 1 {
+			t.Fatalf("retries made %d versions: %v", len(ids), ids)
+		}
+		for id := range ids {
+			s.waitFinal(token, id.(string))
+		}
+		if got := len(s.shown(token, conv)[1]["versionIds"].([]any)); got != 2 {
+			t.Fatalf("%d versions after the retries, want 2", got)
+		}
+
+		// Now the new version is the last reply: act on it, six times at
+		// once; the one that wins is still generating when the others check.
+		first = s.shown(token, conv)[1]["id"].(string)
+		fake.Enqueue(llmtest.Script{Tokens: []string{"Slow", "ly"}, TokenDelay: time.Hour, PromptTokens: 20})
+		different := make([]map[string]string, 6)
+		for i := range different {
+			different[i] = map[string]string{"clientRequestId": fmt.Sprintf("r%d", i)}
+		}
+		created, conflicts := 0, 0
+		for _, r := range run(different) {
+			switch r.status {
+			case http.StatusCreated:
+				created++
+				id := r.json(t)["assistantMessage"].(map[string]any)["id"].(string)
+				if c := s.do("POST", "/v1/messages/"+id+"/cancel", token, nil); c.status != http.StatusOK {
+					t.Fatalf("cancel: %d %s", c.status, c.body)
+				}
+			case http.StatusConflict:
+				conflicts++
+			default:
+				t.Errorf("concurrent regenerate: %d %s", r.status, r.body)
+			}
+		}
+		if created != 1 || conflicts != 5 {
+			t.Fatalf("%d created, %d conflicts; want 1 and 5", created, conflicts)
+		}
+		if c := s.credits(token); c["reserved"] != 0.0 {
+			t.Fatalf("credits = %v", c)
 		}
 		wantAuditClean(t, s)
 	})
