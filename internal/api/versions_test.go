@@ -445,6 +445,14 @@ func TestMessageActionRules(t *testing.T) {
 		if r := s.act(token, first, "regenerate", nil); r.status != http.StatusBadRequest {
 			t.Fatalf("regenerate an earlier version: %d %s", r.status, r.body)
 		}
+		// A conversation with versions and recorded actions can be deleted;
+		// its request ids go with it.
+		if r := s.do("DELETE", "/v1/conversations/"+conv, token, nil); r.status != http.StatusNoContent {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		if r := s.act(token, first, "regenerate", map[string]string{"clientRequestId": "r1"}); r.status != http.StatusNotFound {
+			t.Fatalf("regenerate in a deleted conversation: %d %s", r.status, r.body)
+		}
 		wantAuditClean(t, s)
 	})
 }

@@ -167,6 +167,15 @@ func TestBrowserVersions(t *testing.T) {
 			b.waitJS("the stopped reply", newestReply+`?.dataset.status === 'cancelled' && `+newestReply+`.querySelector('.slow-notice').hidden && `+
 				newestReply+`.querySelector('.continue-reply')`, 10*time.Second)
 			b.shot("09-stopped")
+
+			// A new version made on another device shows here live.
+			stopped := eval[string](b, newestReply+`.dataset.id`)
+			fake.Enqueue(llmtest.Script{Tokens: []string{"From", " elsewhere"}})
+			if st := l.do("POST", "/v1/messages/"+stopped+"/regenerate", token, map[string]string{}, nil); st != http.StatusCreated {
+				t.Fatalf("regenerate through the API: %d", st)
+			}
+			b.waitJS("the other device's version", newestReply+`?.dataset.status === 'complete' && `+newestReply+`.querySelector('.content').textContent === 'From elsewhere' && `+
+				newestReply+`.querySelector('.version-label')?.textContent === '2 / 2' && document.querySelectorAll('#chat-view article.message.assistant').length === 2`, 15*time.Second)
 			b.noStrayValues()
 		})
 	}
