@@ -1,4 +1,5 @@
 // The typed client and its SSE streams against a real Luna (demo mode).
+import { describe, expect, test } from '@jest/globals';
 import { ApiError, describeError } from '../src/api/errors';
 import { reconnectAll } from '../src/api/sse';
 import type { ImageJob, StreamEnd, UserEvent } from '../src/api/types';
