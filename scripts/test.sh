@@ -2,7 +2,10 @@
 # Runs Luna's whole test suite against SQLite, a throwaway PostgreSQL and a
 # throwaway S3-compatible server.
 #
-#   ./scripts/test.sh [go test flags/packages]   (default: -race ./...)
+#   ./scripts/test.sh [go test flags/packages]   (default: -race ./... and then
+#                                                 the iOS app's tests)
+#   ./scripts/test.sh --mobile-only               (only the iOS app's tests:
+#                                                 mobile/scripts/test.sh)
 #
 # Without arguments it first runs go vet and staticcheck over the tree.
 #
@@ -12,6 +15,10 @@
 # with LUNA_TEST_POSTGRES_URL pointing at it, and removes it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--mobile-only" ]; then
+	exec mobile/scripts/test.sh
+fi
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
@@ -91,7 +98,9 @@ source scripts/s3test.sh
 export LUNA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 export LUNA_TEST_REQUIRE_POSTGRES=1
 
+everything=0
 if [ "$#" -eq 0 ]; then
+	everything=1
 	# The whole suite starts with the linters: go vet and staticcheck (pinned
 	# in go.mod as a tool dependency).
 	log "go vet ./..."
@@ -112,3 +121,11 @@ if [ "$#" -eq 0 ]; then
 fi
 log "go test $*"
 go test "$@"
+
+# With no arguments, the whole suite includes the iOS app (mobile/): its
+# npm install, type check, lint, Jest tests against luna, the web journey in
+# Chromium and the iOS bundle export.
+if [ "$everything" -eq 1 ]; then
+	log "the iOS app's tests (mobile/scripts/test.sh)"
+	mobile/scripts/test.sh
+fi

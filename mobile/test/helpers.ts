@@ -50,6 +50,7 @@ export async function waitFor<T>(what: string, check: () => T | undefined | null
 export class FaultyProxy {
   private server: net.Server;
   private sockets = new Set<net.Socket>();
+  private eventStreams = new Set<net.Socket>();
   readonly heads: string[] = [];
   url = '';
 
@@ -75,6 +76,7 @@ export class FaultyProxy {
           const head = buf.slice(0, end);
           buf = buf.slice(end + 4);
           this.heads.push(head);
+          if (/^GET \/v1\/events[ ?]/.test(head)) this.eventStreams.add(upstream);
           skip = Number(/^content-length: *(\d+)$/im.exec(head)?.[1] ?? 0);
         }
       });
@@ -95,6 +97,17 @@ export class FaultyProxy {
     const addr = this.server.address() as net.AddressInfo;
     this.url = `http://127.0.0.1:${addr.port}`;
     return this;
+  }
+
+  // holdEvents stops passing on what the server sends on the open
+  // GET /v1/events connections (as a slow network would); releaseEvents
+  // lets it through again.
+  holdEvents(): void {
+    for (const s of this.eventStreams) s.pause();
+  }
+
+  releaseEvents(): void {
+    for (const s of this.eventStreams) s.resume();
   }
 
   // cut drops every open connection at once.

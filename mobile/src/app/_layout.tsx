@@ -6,7 +6,7 @@ import { ActivityIndicator, Text, View } from 'react-native';
 import { SafeAreaProvider } from 'react-native-safe-area-context';
 import { StyleSheet, useUnistyles } from 'react-native-unistyles';
 
-import { ClerkGate } from '@/auth/clerk';
+import { ClerkGate } from '@/auth/clerkLazy';
 import { SessionProvider, useSession } from '@/auth/session';
 import { GestureRoot } from '@/components/themed';
 import { Button, ErrorBanner } from '@/components/ui';

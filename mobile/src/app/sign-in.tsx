@@ -5,8 +5,8 @@ import { StyleSheet } from 'react-native-unistyles';
 
 import { Link } from '@/components/themed';
 
-import { describeError } from '@/api/errors';
-import { ClerkSignIn } from '@/auth/clerk';
+import { ApiError, describeError } from '@/api/errors';
+import { ClerkSignIn } from '@/auth/clerkLazy';
 import { useSession } from '@/auth/session';
 import { AuthScreen } from '@/components/AuthScreen';
 import { Button, ErrorBanner, Field } from '@/components/ui';
@@ -33,7 +33,8 @@ export default function SignIn() {
     try {
       await signedIn(await client.login({ email: email.trim(), password }));
     } catch (err) {
-      setError(describeError(err));
+      // A 401 here means the email or password (the server says which words).
+      setError(err instanceof ApiError && err.status === 401 ? err.message : describeError(err));
     } finally {
       setBusy(false);
     }

@@ -7,7 +7,7 @@ import { StyleSheet } from 'react-native-unistyles';
 import { Link } from '@/components/themed';
 
 import { describeError } from '@/api/errors';
-import { ClerkSignUp } from '@/auth/clerk';
+import { ClerkSignUp } from '@/auth/clerkLazy';
 import { useSession } from '@/auth/session';
 import { AuthScreen } from '@/components/AuthScreen';
 import { Button, ErrorBanner, Field } from '@/components/ui';

@@ -12,12 +12,14 @@ export function Composer({
   onStop,
   generating,
   busy,
+  disabled,
   placeholder = 'Message Luna',
 }: {
   onSend: (text: string) => Promise<boolean>;
   onStop?: () => void;
   generating?: boolean;
   busy?: boolean;
+  disabled?: boolean;
   placeholder?: string;
 }) {
   const [text, setText] = useState('');
@@ -44,7 +46,7 @@ export function Composer({
       {generating && onStop ? (
         <Button title="Stop" kind="danger" onPress={onStop} testID="stop" />
       ) : (
-        <Button title="Send" onPress={send} busy={busy} disabled={!text.trim()} testID="send" />
+        <Button title="Send" onPress={send} busy={busy} disabled={disabled || !text.trim()} testID="send" />
       )}
     </View>
   );

@@ -61,7 +61,7 @@ export function Field({ label, ...props }: TextInputProps & { label: string }) {
 export function ErrorBanner({ message, testID = 'error' }: { message: string | null | undefined; testID?: string }) {
   if (!message) return null;
   return (
-    <View style={styles.error} accessibilityRole="alert" testID={testID}>
+    <View style={styles.error} accessible accessibilityRole="alert" testID={testID}>
       <Text style={styles.errorText}>{message}</Text>
     </View>
   );

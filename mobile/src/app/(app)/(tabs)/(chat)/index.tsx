@@ -79,7 +79,7 @@ export default function NewChat() {
         </View>
         <ErrorBanner message={error} />
       </ScrollView>
-      <Composer onSend={send} busy={busy} placeholder="Ask anything" />
+      <Composer onSend={send} busy={busy} disabled={!modelId} placeholder="Ask anything" />
     </KeyboardScreen>
   );
 }
