@@ -8,7 +8,7 @@ module.exports = defineConfig([
   {
     // Test harness and tool scripts run in Node.
     files: ['test/**/*.js', 'scripts/**/*.js', '*.config.js'],
-    languageOptions: { globals: globals.node },
+    languageOptions: { globals: { ...globals.node, ...globals.jest } },
   },
   {
     ignores: ['node_modules/*', 'dist/*', 'dist-*/*', '.expo/*', 'src/api/schema.gen.ts', 'test-output/*'],

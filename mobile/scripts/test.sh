@@ -41,6 +41,13 @@ node_ok() {
 	[ "$v" = ok ]
 }
 
+# quiet LOG CMD… runs CMD with its output in LOG, shown only if it fails.
+quiet() {
+	local out=$1
+	shift
+	"$@" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
+}
+
 setup_node() {
 	if command -v node >/dev/null 2>&1 && node_ok node && command -v npm >/dev/null 2>&1; then
 		return
@@ -100,10 +107,8 @@ export LUNA_BIN="$WORK/luna"
 step "type-check (tsc)" npx tsc --noEmit -p .
 step "lint (eslint)" npx eslint . --max-warnings 0
 step "jest (client, screens and contract against luna serve)" npx jest --ci
-step "web build (expo export --platform web)" npx expo export --platform web --output-dir "$WORK/web" >"$WORK/web-export.log" 2>&1 ||
-	{ cat "$WORK/web-export.log" >&2; exit 1; }
+step "web build (expo export --platform web)" quiet "$WORK/web-export.log" npx expo export --platform web --output-dir "$WORK/web"
 step "web journey in Chromium" node test/web/journey.js "$WORK/web"
-step "iOS bundle (expo export --platform ios)" npx expo export --platform ios --output-dir "$WORK/ios" >"$WORK/ios-export.log" 2>&1 ||
-	{ cat "$WORK/ios-export.log" >&2; exit 1; }
+step "iOS bundle (expo export --platform ios)" quiet "$WORK/ios-export.log" npx expo export --platform ios --output-dir "$WORK/ios"
 ls "$WORK"/ios/_expo/static/js/ios/*.hbc >/dev/null || { log "no Hermes bundle in the iOS export"; exit 1; }
 log "passed in $((SECONDS - started)) s; screenshots in ${LUNA_SCREENSHOTS:-$MOBILE/test-output/screenshots}"

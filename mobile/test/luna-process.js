@@ -21,7 +21,7 @@ async function spawnLuna(extraArgs = []) {
   const args = [
     'serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir,
     '--signup-mode', 'invite', '--initial-credits', '0',
-    '--max-replies-per-user', '2', '--log-format', 'json', ...extraArgs,
+    '--max-replies-per-user', '2', '--auth-rate-limit', '10000', '--log-format', 'json', ...extraArgs,
   ];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LUNA_DATABASE_URL: '' } });
   const log = [];

@@ -64,8 +64,9 @@ export function describeError(err: unknown): string {
   const title = titles[code] ?? `The server answered ${err.status}.`;
   const parts = [title];
   // The server's message is documented as safe to show; add it when it
-  // says more than the title.
-  if (err.message && err.message !== title && err.status !== 0) parts.push(err.message);
+  // says more than the title (for a 429, Retry-After says when, exactly).
+  const exactRetry = code === 'rate_limited' && err.retryAfter > 0;
+  if (err.message && err.message !== title && err.status !== 0 && !exactRetry) parts.push(err.message);
   if (code === 'rate_limited' && err.retryAfter > 0) {
     parts.push(`Try again in ${err.retryAfter} second${err.retryAfter === 1 ? '' : 's'}.`);
   } else if (hints[code]) {
