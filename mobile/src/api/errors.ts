@@ -34,6 +34,7 @@ const titles: Record<ErrorCode | ClientErrorCode, string> = {
   conflict: 'That conflicts with something else.',
   email_taken: 'That email is already registered.',
   generation_in_progress: 'A reply is still being written in this conversation.',
+  idempotency_conflict: 'That request was already sent with different content.',
   payload_too_large: 'That is too long.',
   unsupported_media_type: 'The app sent something the server does not understand.',
   rate_limited: 'Too many requests.',
@@ -49,6 +50,7 @@ const titles: Record<ErrorCode | ClientErrorCode, string> = {
 const hints: Partial<Record<ErrorCode | ClientErrorCode, string>> = {
   insufficient_credits: 'Ask the server’s operator for more credits.',
   generation_in_progress: 'Wait for it to finish, or stop it.',
+  idempotency_conflict: 'Try again; the app will send it as a new request.',
   upstream_unavailable: 'Try again in a moment.',
   model_unavailable: 'Try again later or pick another model.',
   network: 'Check your connection and try again.',

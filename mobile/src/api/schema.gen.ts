@@ -173,7 +173,10 @@ export interface paths {
         /** The user's conversations, most recently updated first. */
         get: operations["listConversations"];
         put?: never;
-        /** Start a conversation with a model (fixed for its life). */
+        /**
+         * Start a conversation with a model (fixed for its life).
+         * @description Starting to chat in one step is two calls: create the conversation with the model, then send the first message (POST /v1/conversations/{id}/messages). The web app does this when its first message is sent; the model cannot change afterwards.
+         */
         post: operations["createConversation"];
         delete?: never;
         options?: never;
@@ -192,7 +195,11 @@ export interface paths {
         get: operations["getConversation"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a conversation and its messages.
+         * @description A reply still generating is stopped first, exactly as POST /v1/messages/{id}/cancel (charged for what was generated); open streams of it get their final event and end, on every instance. The messages go; the ledger keeps its entries (their references still name the message and the conversation, see GET /v1/credits/entries); images made from the conversation stay in the gallery with `conversationId` null. Every client of the user gets a `conversation.deleted` event (data: ConversationDeletedEvent) on GET /v1/events. Deleting again answers 404.
+         */
+        delete: operations["deleteConversation"];
         options?: never;
         head?: never;
         /** Rename a conversation. */
@@ -246,7 +253,7 @@ export interface paths {
         };
         /**
          * A reply's live text as Server-Sent Events; resumable.
-         * @description Events: `snapshot` `{content}` (the text so far), `delta` `{text}` (new text; never splits a UTF-8 character), then `done` `{status, usage{promptTokens, completionTokens}, creditsCharged, finishReason, error}` (complete or cancelled) or `error` (same shape; status error or interrupted). Each event's SSE `id` is the byte offset of the text reached. Reconnect with `Last-Event-ID` (or `?lastEventId=`) to get exactly the missing bytes, then the live tail. Works on any instance. Heartbeat comments every 15 s.
+         * @description Events: `snapshot` `{content}` (the text so far), `delta` `{text}` (new text; never splits a UTF-8 character), then `done` `{status, usage{promptTokens, completionTokens}, creditsCharged, creditsShortfall, finishReason, error}` (complete or cancelled) or `error` (same shape; status error or interrupted). Each event's SSE `id` is the byte offset of the text reached. Reconnect with `Last-Event-ID` (or `?lastEventId=`) to get exactly the missing bytes, then the live tail. Works on any instance. Heartbeat comments every 15 s. The stream closes when its session ends (signed out, or the user deleted).
          */
         get: operations["streamMessage"];
         put?: never;
@@ -283,7 +290,7 @@ export interface paths {
         };
         /**
          * The user's live changes as Server-Sent Events.
-         * @description Event names: `conversation.created`, `conversation.updated`, `message.created`, `message.updated` (data: Conversation / Message without content), `credits.updated` (data: Credits; also sent first on connect), `image.updated`, and `resync` (the client fell behind: reload, then reconnect). Heartbeat comments every 15 s.
+         * @description Event names: `conversation.created`, `conversation.updated`, `conversation.deleted` (data: ConversationDeletedEvent), `message.created`, `message.updated` (data: Conversation / Message without content), `credits.updated` (data: Credits; also sent first on connect), `image.updated`, and `resync` (the client fell behind, or an event could not be read: reload, then reconnect). Heartbeat comments every 15 s. The stream closes when its session ends (signed out, or the user deleted), on every instance; reconnecting then answers 401.
          */
         get: operations["events"];
         put?: never;
@@ -309,6 +316,23 @@ export interface paths {
          * @description Follow the job on GET /v1/events (`image.updated`) or GET /v1/images/{id}. A job gives up after 5 minutes; a failed job releases its credits.
          */
         post: operations["createImage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/credits/entries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The user's usage history: their credit ledger entries, newest first. */
+        get: operations["listCreditEntries"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -349,6 +373,106 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/messages/{id}/regenerate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Regenerate the last reply: a new version of it; the earlier versions stay (versionIds).
+         * @description `id` is the last reply shown (the conversation's leaf); another message is 400 `invalid_request`. The new version becomes the one shown. Like sending: one reply at a time per conversation, a credit hold capped to the balance, idempotent with clientRequestId, generated by the server and followed with GET /v1/messages/{assistantMessage.id}/stream from any instance.
+         */
+        post: operations["regenerateMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/messages/{id}/continue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Continue the last reply: the model continues the same message's text.
+         * @description For a reply that was stopped (cancelled), interrupted, failed, or cut off at its length limit (finishReason `length`), with text; a complete reply is 400 `invalid_request`. The message goes back to pending and its text grows: stream offsets go on from the current length, so a client resumes with Last-Event-ID = the byte length it has. Charged for this run only (its prompt and the new tokens); creditsCharged and token counts add up. Like sending: one reply at a time per conversation, a credit hold capped to the balance, idempotent with clientRequestId, generated by the server and followed with GET /v1/messages/{assistantMessage.id}/stream from any instance.
+         */
+        post: operations["continueMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/messages/{id}/edit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Edit the last question and resend: a new version of it, with a new reply; the old exchange stays as an earlier version.
+         * @description `id` is the last user message shown; another message is 400 `invalid_request`. Like sending: one reply at a time per conversation, a credit hold capped to the balance, idempotent with clientRequestId, generated by the server and followed with GET /v1/messages/{assistantMessage.id}/stream from any instance.
+         */
+        post: operations["editMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/messages/{id}/select": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Show a version of a message: the conversation's path goes through it (down to its newest descendant).
+         * @description Page between versions with the ids in versionIds. The history sent to the model follows the path shown. Refused while a reply is generating in the conversation.
+         */
+        post: operations["selectMessageVersion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/estimate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What a reply would hold: the price of sending a draft, before sending it.
+         * @description The same prompt fitting, token count and cap-to-balance as sending (one code path): `credits` is what a send now would reserve. Not charged, not rate-limited by the message rate.
+         */
+        post: operations["estimateReply"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -356,9 +480,13 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "invalid_request" | "unauthorized" | "insufficient_credits" | "forbidden" | "invite_required" | "signup_closed" | "not_found" | "method_not_allowed" | "conflict" | "email_taken" | "generation_in_progress" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "model_unavailable" | "upstream_unavailable" | "unavailable";
+                code: "invalid_request" | "unauthorized" | "insufficient_credits" | "forbidden" | "invite_required" | "signup_closed" | "not_found" | "method_not_allowed" | "conflict" | "email_taken" | "generation_in_progress" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "model_unavailable" | "upstream_unavailable" | "unavailable";
                 /** @description Human-readable; safe to show. */
                 message: string;
+                /** @description insufficient_credits: the credits the request needs at least (a reply: its prompt and a short answer; an image: its price). */
+                creditsNeeded?: number;
+                /** @description insufficient_credits: the credits the user has available (balance minus held). */
+                creditsAvailable?: number;
             };
         };
         Credits: {
@@ -368,6 +496,47 @@ export interface components {
             reserved: number;
             /** @description balance − reserved: what can be spent now. */
             available: number;
+        };
+        /** @description One entry of the user's credit ledger (usage history). Entries are never changed or removed, also when what they were for is deleted. */
+        CreditEntry: {
+            id: string;
+            /**
+             * @description grant: credits added; reserve: a hold placed for a reply or image; capture: a hold settled, `amount` spent and the rest released; release: a hold voided (failed or interrupted work); expire: a hold voided after its expiry; adjust: an operator correction; charge: credits spent straight from the available balance, for a reply that cost more than its hold or work that finished after its hold was voided (never below zero: see `shortfall`). New kinds may be added: show unknown ones by their amounts.
+             * @enum {string}
+             */
+            kind: "grant" | "reserve" | "capture" | "release" | "expire" | "adjust" | "charge";
+            /** @description Change of the balance: credits received (positive) or spent (negative); 0 for holds and releases. */
+            amount: number;
+            /** @description Change of the credits held for work in progress. */
+            reservedDelta: number;
+            /** @description For a charge: what the work cost beyond what the balance could pay (it never goes below zero); otherwise 0. */
+            shortfall: number;
+            for: components["schemas"]["CreditEntryReference"];
+            note: string;
+            /** Format: date-time */
+            createdAt: string;
+        };
+        /** @description What an entry was for. `message`: a chat reply (messageId, and conversationId; the ids stay when the conversation is deleted, and then lead nowhere); `image`: an image job (imageId); `signup`: the credits of a new account; `invite`: an invite code's extra credits; `operator`: granted or corrected by the operator. */
+        CreditEntryReference: {
+            /** @enum {string} */
+            type: "message" | "image" | "signup" | "invite" | "operator";
+            messageId: string | null;
+            /** @description Null for entries recorded before conversations were kept in references. */
+            conversationId: string | null;
+            /** @description The conversation's title now ("" while untitled); null when the conversation was deleted, or for entries that name none. */
+            conversationTitle: string | null;
+            imageId: string | null;
+        };
+        CreditEntryList: {
+            items: components["schemas"]["CreditEntry"][];
+            nextCursor: string | null;
+        };
+        /** @description Data of the `conversation.deleted` event on GET /v1/events. It is final: events for that conversation that arrive after it are stale and should be ignored. */
+        ConversationDeletedEvent: {
+            id: string;
+        };
+        MessageStreamDeleted: {
+            messageId: string;
         };
         User: {
             id: string;
@@ -428,6 +597,8 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             updatedAt: string;
+            /** @description The last message of the path shown: the conversation's messages (and the history sent to the model) are this message and its ancestors. */
+            leafMessageId: string | null;
         };
         ConversationList: {
             items: components["schemas"]["Conversation"][];
@@ -444,7 +615,10 @@ export interface components {
             status: "complete" | "pending" | "streaming" | "error" | "interrupted" | "cancelled";
             promptTokens: number;
             completionTokens: number;
+            /** @description Credits the reply cost the user: the model's price times the token usage the model server reported (prompt + completion), taken from the hold placed when it was sent and, beyond that, from the available balance (never below zero). 0 for failed and interrupted replies and for free models. */
             creditsCharged: number;
+            /** @description What the reply cost beyond what the user's credits could pay (the balance ran out); usually 0. */
+            creditsShortfall: number;
             /** @description stop, length, … (from the model) */
             finishReason: string;
             error: null | {
@@ -456,6 +630,13 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             updatedAt: string;
+            /** @description The message this one follows: a reply's question, or a question's preceding reply (null for the first). Versions of a message share it. */
+            parentId: string | null;
+            /** @description The ids of this message's versions (itself included), oldest first: regenerated replies, edited questions. Show one with POST /v1/messages/{id}/select. */
+            versionIds: string[];
+            /** @description This message's place in versionIds, from 1 (shown as ‹ versionIndex / versionCount ›). */
+            versionIndex: number;
+            versionCount: number;
         };
         MessageList: {
             /** @description Chronological order. */
@@ -475,7 +656,7 @@ export interface components {
         };
         SendMessageRequest: {
             content: string;
-            /** @description Makes a retried send idempotent: the same id returns the same messages, with no second generation or charge. */
+            /** @description Makes a retried send idempotent: the same id with the same content returns the same messages (even when the retries race), with no second generation, charge or rate-limit count; the same id with other content answers 409 `idempotency_conflict`. */
             clientMessageId?: string;
         };
         SendMessageResponse: {
@@ -491,7 +672,7 @@ export interface components {
             resolution: 512 | 768 | 1024;
             /** @description Optional: attach the image to one of the user's conversations. */
             conversationId?: string;
-            /** @description Makes a retried request idempotent: the same id returns the first job. */
+            /** @description Makes a retried request idempotent: the same id with the same prompt, resolution and conversationId returns the first job (even when the retries race), with no second charge or rate-limit count; the same id with another body answers 409 `idempotency_conflict`. */
             clientRequestId?: string;
         };
         ImageJob: {
@@ -599,6 +780,12 @@ export interface components {
             data: components["schemas"]["MessageStreamError"];
             /** @description Byte offset of the text reached; send it back as Last-Event-ID to resume. */
             id: string;
+        } | {
+            /** @constant */
+            event: "deleted";
+            data: components["schemas"]["MessageStreamDeleted"];
+            /** @description Byte offset of the text reached. */
+            id: string;
         };
         /** @description Data of a `resync` event: the client fell behind; reload lists and the balance, then reconnect. */
         ResyncEvent: {
@@ -615,6 +802,10 @@ export interface components {
             /** @constant */
             event: "conversation.updated";
             data: components["schemas"]["Conversation"];
+        } | {
+            /** @constant */
+            event: "conversation.deleted";
+            data: components["schemas"]["ConversationDeletedEvent"];
         } | {
             /** @constant */
             event: "message.created";
@@ -635,6 +826,46 @@ export interface components {
             /** @constant */
             event: "resync";
             data: components["schemas"]["ResyncEvent"];
+        };
+        MessageActionRequest: {
+            /** @description Optional idempotency key chosen by the client, one per action: a retry with the same id returns the first result (the same messages, in their current state) instead of acting again; reusing it for another action is 409 `idempotency_conflict`. */
+            clientRequestId?: string;
+        };
+        EditMessageRequest: {
+            /** @description The new question. */
+            content: string;
+            /** @description Optional idempotency key chosen by the client, one per action: a retry with the same id returns the first result (the same messages, in their current state) instead of acting again; reusing it for another action is 409 `idempotency_conflict`. */
+            clientRequestId?: string;
+        };
+        MessageActionResponse: {
+            /** @description edit: the new question; null for regenerate and continue. */
+            userMessage: null | components["schemas"]["Message"];
+            assistantMessage: components["schemas"]["Message"];
+        };
+        /** @description Give exactly one of conversationId and modelId. */
+        EstimateRequest: {
+            /** @description Estimate a reply in this conversation (its model and the history shown). */
+            conversationId?: string;
+            /** @description Or: a first message to a new conversation with this model. */
+            modelId?: string;
+            /** @description The draft (may be empty). */
+            content?: string;
+        };
+        Estimate: {
+            modelId: string;
+            /** @description The prompt (system prompt, history shown that fits, the draft) as counted for the hold. */
+            promptTokens: number;
+            /** @description The reply's output budget after the balance cap; 0 when not enough. */
+            maxTokens: number;
+            /** @description What sending now would hold (the most the reply can cost); 0 when not enough. The charge is the real usage. */
+            credits: number;
+            creditsAvailable: number;
+            /** @description The least a send needs: the prompt and a short answer. */
+            creditsNeeded: number;
+            /** @description The balance lowers the reply's output budget below the model's. */
+            capped: boolean;
+            /** @description false: sending now would be refused with 402 insufficient_credits. */
+            enough: boolean;
         };
     };
     responses: never;
@@ -793,7 +1024,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many attempts (`rate_limited`); see Retry-After. */
+            /** @description Too many attempts from this client address in a minute, counted across all instances (`rate_limited`); see Retry-After. */
             429: {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
@@ -872,7 +1103,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many attempts (`rate_limited`); see Retry-After. */
+            /** @description Too many attempts from this client address in a minute, counted across all instances (`rate_limited`); see Retry-After. */
             429: {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
@@ -1140,6 +1371,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The user's request rate is used up (`rate_limited`: new conversations, sends and image requests count together, across all instances); see Retry-After. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The model is inactive (`model_unavailable`). */
             502: {
                 headers: {
@@ -1182,6 +1423,53 @@ export interface operations {
             };
             /** @description No such resource for this user (`not_found`); other users' resources answer the same. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteConversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource for this user (`not_found`); other users' resources answer the same. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The running reply could not be stopped in time (its instance is unreachable) (`generation_in_progress`); retry in a moment. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1357,7 +1645,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not even a short reply is affordable (`insufficient_credits`). */
+            /** @description Not even a short reply is affordable (`insufficient_credits`, with `creditsNeeded` and `creditsAvailable`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -1375,7 +1663,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A reply is still generating in this conversation (`generation_in_progress`). */
+            /** @description A reply is still generating in this conversation (`generation_in_progress`), or clientMessageId was already used for a different message in this conversation (`idempotency_conflict`). A retry with the same clientMessageId and content is not a conflict: it answers 201 with the original messages. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1402,7 +1690,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many replies generating at once for this user, or too many requests per minute (`rate_limited`); see Retry-After. */
+            /** @description Too many replies generating at once for this user, or the user's request rate is used up (`rate_limited`: sends, image requests and new conversations count together, across all instances; a retry with a known clientMessageId is not counted); see Retry-After. */
             429: {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
@@ -1666,7 +1954,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`). */
+            /** @description Not enough credits (`insufficient_credits`, with `creditsNeeded`: the image's price, and `creditsAvailable`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -1677,6 +1965,15 @@ export interface operations {
             };
             /** @description conversationId is not one of the user's conversations (`not_found`). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description clientRequestId was already used for a different image request (`idempotency_conflict`). A retry with the same clientRequestId and body is not a conflict: it answers 202 with the original job. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1702,10 +1999,51 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many images in progress for this user (`rate_limited`); see Retry-After. */
+            /** @description Too many images in progress for this user, or the user's request rate is used up (`rate_limited`; a retry with a known clientRequestId is not counted); see Retry-After. */
             429: {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listCreditEntries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditEntryList"];
+                };
+            };
+            /** @description Bad limit or cursor (`invalid_request`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -1782,7 +2120,487 @@ export interface operations {
                         signupMode: "open" | "invite" | "closed" | null;
                         /** @description Credits per image. */
                         imageCost: number;
+                        /** @description A reply that gets no new text this long (first token included) ends as an error with its credits released (--reply-idle-timeout). Clients show that the model is slow well before. */
+                        replyIdleTimeoutMs: number;
                     };
+                };
+            };
+        };
+    };
+    regenerateMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessageActionRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted; the new version is generating. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageActionResponse"];
+                };
+            };
+            /** @description Malformed JSON, unknown fields or invalid values (`invalid_request`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not even a short reply is affordable (`insufficient_credits`, with `creditsNeeded` and `creditsAvailable`). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource for this user (`not_found`); other users' resources answer the same. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A reply is generating in this conversation (`generation_in_progress`), the conversation changed meanwhile (`conflict`), or the clientRequestId was used for another action (`idempotency_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body too large (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body is not JSON (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many replies generating at once for this user, or the user's request rate is used up (`rate_limited`: sends, image requests and new conversations count together, across all instances; regenerate, continue and edit count as sends; a retry with a known clientRequestId is not counted); see Retry-After. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The conversation's model is inactive (`model_unavailable`). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server is shutting down (`unavailable`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    continueMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessageActionRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted; the same message is generating again. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageActionResponse"];
+                };
+            };
+            /** @description Malformed JSON, unknown fields or invalid values (`invalid_request`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not even a short reply is affordable (`insufficient_credits`, with `creditsNeeded` and `creditsAvailable`). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource for this user (`not_found`); other users' resources answer the same. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A reply is generating in this conversation (`generation_in_progress`), the conversation changed meanwhile (`conflict`), or the clientRequestId was used for another action (`idempotency_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body too large (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body is not JSON (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many replies generating at once for this user, or the user's request rate is used up (`rate_limited`: sends, image requests and new conversations count together, across all instances; regenerate, continue and edit count as sends; a retry with a known clientRequestId is not counted); see Retry-After. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The conversation's model is inactive (`model_unavailable`). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server is shutting down (`unavailable`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    editMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditMessageRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted; the new question is stored and its reply is generating. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageActionResponse"];
+                };
+            };
+            /** @description Malformed JSON, unknown fields or invalid values (`invalid_request`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not even a short reply is affordable (`insufficient_credits`, with `creditsNeeded` and `creditsAvailable`). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource for this user (`not_found`); other users' resources answer the same. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A reply is generating in this conversation (`generation_in_progress`), the conversation changed meanwhile (`conflict`), or the clientRequestId was used for another action (`idempotency_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body too large (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body is not JSON (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many replies generating at once for this user, or the user's request rate is used up (`rate_limited`: sends, image requests and new conversations count together, across all instances; regenerate, continue and edit count as sends; a retry with a known clientRequestId is not counted); see Retry-After. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The conversation's model is inactive (`model_unavailable`). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server is shutting down (`unavailable`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    selectMessageVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The conversation with the messages now shown. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationWithMessages"];
+                };
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource for this user (`not_found`); other users' resources answer the same. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A reply is generating in this conversation (`generation_in_progress`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    estimateReply: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EstimateRequest"];
+            };
+        };
+        responses: {
+            /** @description The estimate. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Estimate"];
+                };
+            };
+            /** @description Neither or both of conversationId and modelId, an unknown model, a draft over 32,000 characters or beyond the model's context (`invalid_request`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid or expired token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such conversation for this user (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body too large (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body is not JSON (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model is inactive (`model_unavailable`). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
