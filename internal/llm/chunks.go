@@ -20,9 +20,10 @@ import (
 // the stream as malformed.
 const maxEventLine = bufio.MaxScanTokenSize << 9
 
-// lineBuffers holds the first read buffer of each stream's line scanner;
-// a line longer than it makes the scanner grow its own.
-var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+// lineBuffers holds the first read buffer of each stream's line scanner,
+// held while the stream runs: 1 KiB fits a chunk of a few tokens (vLLM's
+// are about 250 bytes); a longer line makes the scanner grow its own.
+var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<10); return &b }}
 
 // choiceDelta is what Luna reads of one choices[] entry with index 0.
 type choiceDelta struct {

@@ -37,8 +37,9 @@ type errorLineReader struct {
 }
 
 // readBuffers are errorLineReaders' read buffers: a stream holds one only
-// while it runs.
-var readBuffers = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+// while it runs. Small: the middle of a long line is read straight into
+// the caller's buffer (see Read).
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<10); return &b }}
 
 func newErrorLineReader(r io.Reader) *errorLineReader {
 	return &errorLineReader{r: r, buf: readBuffers.Get().(*[]byte)}
