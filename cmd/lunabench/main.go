@@ -312,8 +312,10 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 		return run, db, 0, err
 	}
 	commits0, pool0 := luna.app.DB().Transactions(), luna.app.DB().Stats()
+	statements0, _ := luna.app.DB().Statements()
 	run = runPhase(ctx, cfg.streams, cfg.ramp, reply, lc.stream, nil)
 	commits, pool1 := luna.app.DB().Transactions()-commits0, luna.app.DB().Stats()
+	statements1, counted := luna.app.DB().Statements()
 	if err := stopProfiles(); err != nil {
 		return run, db, 0, err
 	}
@@ -328,6 +330,11 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 	db = dbReport{
 		Commits: commits, CommitsPerSecond: float64(commits) / run.wall.Seconds(), MaxOpenConns: pool1.MaxOpenConnections,
 		PoolWaits: pool1.WaitCount - pool0.WaitCount, PoolWaitSeconds: (pool1.WaitDuration - pool0.WaitDuration).Seconds(),
+	}
+	if counted {
+		n := statements1 - statements0
+		perReply := float64(n) / float64(cfg.streams)
+		db.Statements, db.StatementsPerReply = &n, &perReply
 	}
 	if pg != nil {
 		if err := pg.waitDisconnected(ctx); err != nil {

@@ -167,6 +167,12 @@ type dbReport struct {
 	PoolWaitSeconds float64 `json:"poolWaitSeconds"`
 	// PostgreSQL only: the server's xact_commit (every statement outside a
 	// transaction counts as one), and the server's CPU time when readable.
+	// PostgreSQL only: statements Luna sent (BEGIN and COMMIT included;
+	// store.DB.Statements), in all and per reply: a reply's send, stream
+	// and completion plus its share of the background work (flushes,
+	// sweeps, notifications).
+	Statements           *int64   `json:"statements,omitempty"`
+	StatementsPerReply   *float64 `json:"statementsPerReply,omitempty"`
 	XactCommits          *int64   `json:"xactCommits,omitempty"`
 	XactCommitsPerSecond *float64 `json:"xactCommitsPerSecond,omitempty"`
 	ServerCPUSeconds     *float64 `json:"serverCpuSeconds,omitempty"`
@@ -347,6 +353,9 @@ func (r *report) writeText(w io.Writer) error {
 	}
 	line("transactions committed by Luna (InTx)", "%d, %.1f/s", r.DB.Commits, r.DB.CommitsPerSecond)
 	line(fmt.Sprintf("waits for a free connection (pool of %d)", r.DB.MaxOpenConns), "%d, %.1f s in total", r.DB.PoolWaits, r.DB.PoolWaitSeconds)
+	if r.DB.Statements != nil {
+		line("statements sent by Luna (BEGIN, COMMIT too)", "%d, %.1f per reply (its send, stream and completion, and its share of flushes and sweeps)", *r.DB.Statements, *r.DB.StatementsPerReply)
+	}
 	if r.DB.XactCommits != nil {
 		line("PostgreSQL xact_commit", "%d, %.1f/s (every statement outside a transaction counts)", *r.DB.XactCommits, *r.DB.XactCommitsPerSecond)
 	}

@@ -16,8 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -41,8 +42,26 @@ type DB struct {
 	// path or a host/database), for logs.
 	Location string
 
-	commits atomic.Int64 // transactions committed by InTx
+	commits    atomic.Int64 // transactions committed by InTx
+	statements atomic.Int64 // PostgreSQL: statements sent, BEGIN and COMMIT included
 }
+
+// Statements returns how many SQL statements this process has sent to
+// PostgreSQL since Open (BEGIN and COMMIT included; cmd/lunabench reports
+// it per reply); ok is false on SQLite, where nothing counts them.
+func (db *DB) Statements() (n int64, ok bool) {
+	return db.statements.Load(), db.Dialect == Postgres
+}
+
+// statementCounter is a pgx tracer that counts the statements sent.
+type statementCounter struct{ n *atomic.Int64 }
+
+func (c statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // Transactions returns how many transactions InTx has committed since Open
 // (cmd/lunabench reports it as database transactions per second).
@@ -101,10 +120,13 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 }
 
 func openPostgres(ctx context.Context, databaseURL string) (*DB, error) {
-	db, err := sql.Open("pgx", databaseURL)
+	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	out := &DB{Dialect: Postgres}
+	cfg.Tracer = statementCounter{&out.statements}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -118,7 +140,8 @@ func openPostgres(ctx context.Context, databaseURL string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s: %w", location, err)
 	}
-	return &DB{DB: db, Dialect: Postgres, Location: location}, nil
+	out.DB, out.Location = db, location
+	return out, nil
 }
 
 // InTx runs fn inside a transaction and commits it when fn returns nil. Any

@@ -100,3 +100,25 @@ func mustExec(t *testing.T, db *store.DB, query string, args ...any) {
 		t.Fatalf("%s: %v", query, err)
 	}
 }
+
+// Statements counts what is sent to PostgreSQL, a transaction's BEGIN and
+// COMMIT included; SQLite says it does not count.
+func TestStatementsCounted(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, db *store.DB) {
+		before, counted := db.Statements()
+		if counted != (db.Dialect == store.Postgres) {
+			t.Fatalf("counted = %v on %s", counted, db.Dialect)
+		}
+		mustExec(t, db, `SELECT 1`)
+		if err := db.InTx(t.Context(), func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(t.Context(), `SELECT 2`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := db.Statements()
+		if want := int64(4); counted && after-before != want {
+			t.Errorf("statements = %d, want %d (SELECT, BEGIN, SELECT, COMMIT)", after-before, want)
+		}
+	})
+}
