@@ -259,7 +259,7 @@ export class ChatView {
     this.renderMeta(rec);
     if (m.role === 'assistant' && running(m.status)) this.follow(rec);
     if (at === undefined) this.updateHistoryTop();
-    this.renderAllActions();
+    this.queueActions();
     return rec;
   }
 
@@ -463,6 +463,16 @@ export class ChatView {
     const last = els.length ? this.records.get(els[els.length - 1].dataset.id) : null;
     const question = els.length > 1 ? this.records.get(els[els.length - 2].dataset.id) : null;
     return { last, question };
+  }
+
+  // queueActions redraws the toolbars once after a batch of changes.
+  queueActions() {
+    if (this.actionsQueued) return;
+    this.actionsQueued = true;
+    queueMicrotask(() => {
+      this.actionsQueued = false;
+      if (!this.disposed) this.renderAllActions();
+    });
   }
 
   renderAllActions() {
