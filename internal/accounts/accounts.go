@@ -55,8 +55,24 @@ type Service struct {
 	dummyHash string
 }
 
-// NewService returns a Service. now may be nil (time.Now).
-func NewService(db *store.DB, ledger *credits.Ledger, cfg Config, now func() time.Time, logger *slog.Logger) (*Service, error) {
+// DefaultConfig is the operator's default account rules: open sign-up,
+// 1,000 credits for a new user, 30-day sessions. A zero SessionTTL also
+// stands for the default.
+func DefaultConfig() Config {
+	return Config{SignupMode: SignupOpen, InitialCredits: 1000, SessionTTL: 30 * 24 * time.Hour}
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the Service's logger (default: discard).
+func WithLogger(logger *slog.Logger) Option { return func(s *Service) { s.logger = logger } }
+
+// WithClock replaces time.Now.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// NewService returns a Service.
+func NewService(db *store.DB, ledger *credits.Ledger, cfg Config, opts ...Option) (*Service, error) {
 	switch cfg.SignupMode {
 	case SignupOpen, SignupInvite, SignupClosed:
 	default:
@@ -66,19 +82,17 @@ func NewService(db *store.DB, ledger *credits.Ledger, cfg Config, now func() tim
 		return nil, fmt.Errorf("initial credits %d: must not be negative", cfg.InitialCredits)
 	}
 	if cfg.SessionTTL <= 0 {
-		cfg.SessionTTL = 30 * 24 * time.Hour
-	}
-	if now == nil {
-		now = time.Now
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		cfg.SessionTTL = DefaultConfig().SessionTTL
 	}
 	dummyHash, err := argon2id.CreateHash("luna-dummy-password", passwordParams)
 	if err != nil {
 		return nil, fmt.Errorf("password hashing: %w", err)
 	}
-	return &Service{db: db, ledger: ledger, cfg: cfg, now: now, logger: logger, dummyHash: dummyHash}, nil
+	s := &Service{db: db, ledger: ledger, cfg: cfg, now: time.Now, logger: slog.New(slog.DiscardHandler), dummyHash: dummyHash}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s, nil
 }
 
 // SignupMode reports the configured sign-up mode.

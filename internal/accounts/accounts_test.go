@@ -19,7 +19,7 @@ import (
 func newService(t *testing.T, db *store.DB, mode string) (*accounts.Service, *credits.Ledger) {
 	t.Helper()
 	ledger := credits.NewLedger(db)
-	svc, err := accounts.NewService(db, ledger, accounts.Config{SignupMode: mode, InitialCredits: 1000, SessionTTL: time.Hour}, nil, nil)
+	svc, err := accounts.NewService(db, ledger, accounts.Config{SignupMode: mode, InitialCredits: 1000, SessionTTL: time.Hour})
 	if err != nil {
 		t.Fatalf("new service: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestSessionsExpire(t *testing.T) {
 		now := time.Now()
 		var mu sync.Mutex
 		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-		svc, err := accounts.NewService(db, credits.NewLedger(db), accounts.Config{SignupMode: accounts.SignupOpen, SessionTTL: time.Hour}, clock, nil)
+		svc, err := accounts.NewService(db, credits.NewLedger(db), accounts.Config{SignupMode: accounts.SignupOpen, SessionTTL: time.Hour}, accounts.WithClock(clock))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -66,7 +66,7 @@ func TestBuiltInAccounts(t *testing.T) {
 func TestInviteOnlySignupOverHTTP(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
 		s := newTestServer(t, dialect, func(c *app.Config) { c.SignupMode = accounts.SignupInvite })
-		svc, err := accounts.NewService(s.app.DB(), s.app.Ledger(), accounts.Config{SignupMode: accounts.SignupInvite}, nil, nil)
+		svc, err := accounts.NewService(s.app.DB(), s.app.Ledger(), accounts.Config{SignupMode: accounts.SignupInvite})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,6 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -94,38 +93,44 @@ const (
 	AuthClerk = "clerk"
 )
 
+// DefaultConfig holds the API's defaults, the values zero fields of a
+// Config stand for; the one place they are written.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatEvery: 15 * time.Second, SessionCheckEvery: 30 * time.Second,
+		MaxBodyBytes: 64 << 10, AuthRateLimit: 20, UserRateLimit: 60,
+	}
+}
+
 // New returns a Server.
 func New(cfg Config) *Server {
+	def := DefaultConfig()
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
-		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger, maxBodyBytes: cfg.MaxBodyBytes,
-		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, trustProxy: cfg.TrustProxy, heartbeatEvery: cfg.HeartbeatEvery,
-		sessionCheckEvery: cmp.Or(cfg.SessionCheckEvery, 30*time.Second),
+		authMode: cfg.AuthMode, clerkWebhooks: cfg.ClerkWebhooks, logger: cfg.Logger,
+		chat: cfg.Chat, images: cfg.Images, bus: cfg.Bus, imageCost: cfg.ImageCost, trustProxy: cfg.TrustProxy,
+		heartbeatEvery:    positiveOr(cfg.HeartbeatEvery, def.HeartbeatEvery),
+		sessionCheckEvery: positiveOr(cfg.SessionCheckEvery, def.SessionCheckEvery),
+		maxBodyBytes:      positiveOr(cfg.MaxBodyBytes, def.MaxBodyBytes),
 	}
 	s.streamsCtx, s.closeStreams = context.WithCancel(context.Background())
-	if s.heartbeatEvery <= 0 {
-		s.heartbeatEvery = 15 * time.Second
-	}
 	if s.logger == nil {
 		s.logger = discardLogger()
 	}
-	if s.maxBodyBytes <= 0 {
-		s.maxBodyBytes = 64 << 10
-	}
-	perMinute := cfg.AuthRateLimit
-	if perMinute <= 0 {
-		perMinute = 20
-	}
-	s.authLimiter = ratelimit.New(s.db, ratelimit.Config{Scope: "auth", Limit: perMinute, Window: time.Minute,
+	s.authLimiter = ratelimit.New(s.db, ratelimit.Config{Scope: "auth", Limit: positiveOr(cfg.AuthRateLimit, def.AuthRateLimit), Window: time.Minute,
 		Message: "Too many attempts; try again in a minute."})
-	userPerMinute := cfg.UserRateLimit
-	if userPerMinute <= 0 {
-		userPerMinute = 60
-	}
-	s.userLimiter = ratelimit.New(s.db, ratelimit.Config{Scope: "user", Limit: userPerMinute, Window: time.Minute,
+	s.userLimiter = ratelimit.New(s.db, ratelimit.Config{Scope: "user", Limit: positiveOr(cfg.UserRateLimit, def.UserRateLimit), Window: time.Minute,
 		Message: "Too many requests; slow down a little."})
 	s.handler = s.routes()
 	return s
+}
+
+// positiveOr is v, or def when v is zero or negative (unset).
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // ServeHTTP makes Server an http.Handler.

@@ -5,7 +5,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -73,6 +72,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultConfig is the configuration `luna serve` starts from: its flags'
+// defaults. The values of each part come from that part's own defaults
+// (chat, images, accounts, api), written once there; zero fields of a
+// Config passed to New take the same defaults.
+func DefaultConfig() Config {
+	acc, apiDef := accounts.DefaultConfig(), api.DefaultConfig()
+	return Config{
+		Addr: "127.0.0.1:8080", Auth: api.AuthLocal,
+		SignupMode: acc.SignupMode, InitialCredits: acc.InitialCredits, SessionTTL: acc.SessionTTL,
+		MaxBodyBytes: apiDef.MaxBodyBytes, AuthRateLimit: apiDef.AuthRateLimit, UserRateLimit: apiDef.UserRateLimit,
+		SessionCheckInterval: apiDef.SessionCheckEvery,
+		ShutdownTimeout:      15 * time.Second,
+		SweepInterval:        credits.DefaultSweepInterval,
+		Chat:                 chat.DefaultConfig(),
+		Images:               ImageConfig{Storage: "local", Jobs: images.DefaultConfig()},
+	}
+}
+
 // App is a running Luna.
 type App struct {
 	cfg      Config
@@ -100,7 +117,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		cfg.Getenv = func(string) string { return "" }
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 15 * time.Second
+		cfg.ShutdownTimeout = DefaultConfig().ShutdownTimeout
 	}
 	db, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
@@ -162,7 +179,7 @@ func (a *App) init(ctx context.Context) error {
 			return err
 		}
 	}
-	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, logger)
+	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, chat.WithLogger(logger))
 	logger.Info("instance", "id", instanceID)
 
 	if err := images.MigrateQueue(ctx, a.db); err != nil {
@@ -172,12 +189,12 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if a.images, err = images.NewService(a.db, a.ledger, a.bus, imageGen, imageStore, instanceID, cfg.Images.Jobs, logger); err != nil {
+	if a.images, err = images.NewService(a.db, a.ledger, a.bus, imageGen, imageStore, instanceID, cfg.Images.Jobs, images.WithLogger(logger)); err != nil {
 		return err
 	}
 	accountService, err := accounts.NewService(a.db, a.ledger, accounts.Config{
 		SignupMode: cfg.SignupMode, InitialCredits: cfg.InitialCredits, SessionTTL: cfg.SessionTTL,
-	}, nil, logger)
+	}, accounts.WithLogger(logger))
 	if err != nil {
 		return err
 	}
@@ -185,7 +202,7 @@ func (a *App) init(ctx context.Context) error {
 	apiCfg := api.Config{
 		DB: a.db, Accounts: accountService, Ledger: a.ledger, Chat: a.chat, Images: a.images, Bus: a.bus, AuthMode: cfg.Auth, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AuthRateLimit: cfg.AuthRateLimit, UserRateLimit: cfg.UserRateLimit,
-		ImageCost: cmp.Or(cfg.Images.Jobs.Cost, 50), TrustProxy: cfg.TrustProxy, SessionCheckEvery: cfg.SessionCheckInterval,
+		ImageCost: a.images.Cost(), TrustProxy: cfg.TrustProxy, SessionCheckEvery: cfg.SessionCheckInterval,
 	}
 	switch cfg.Auth {
 	case api.AuthLocal, "":

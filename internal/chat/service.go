@@ -101,14 +101,32 @@ type Service struct {
 	engine   *engine
 }
 
+// DefaultConfig is the configuration a zero Config stands for: the one
+// place chat's defaults are written.
+func DefaultConfig() Config {
+	var c Config
+	c.setDefaults()
+	return c
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the Service's logger (default: discard).
+func WithLogger(logger *slog.Logger) Option { return func(s *Service) { s.logger = logger } }
+
+// WithClock replaces time.Now.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
 // NewService returns a Service. instanceID names this process in
 // generation leases; it must be unique per running process.
-func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, streamer Streamer, instanceID string, cfg Config, logger *slog.Logger) *Service {
+func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, streamer Streamer, instanceID string, cfg Config, opts ...Option) *Service {
 	cfg.setDefaults()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	s := &Service{db: db, ledger: ledger, bus: bus, streamer: streamer, cfg: cfg,
+		logger: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, opt := range opts {
+		opt(s)
 	}
-	s := &Service{db: db, ledger: ledger, bus: bus, streamer: streamer, cfg: cfg, logger: logger, now: time.Now}
 	s.engine = newEngine(s, instanceID)
 	return s
 }

@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"luna/internal/accounts"
-	"luna/internal/api"
 	"luna/internal/app"
-	"luna/internal/chat"
 	"luna/internal/credits"
 	"luna/internal/events"
 	"luna/internal/store"
@@ -176,29 +174,30 @@ type serveFlags struct {
 
 func (sf *serveFlags) register(fs *flagSet) {
 	sf.db.register(fs)
+	def := app.DefaultConfig()
 	cfg := &sf.cfg
-	fs.String(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address; 127.0.0.1:0 picks a free port")
-	fs.String(&cfg.Auth, "auth", api.AuthLocal, "identity: local (built-in email + password accounts) or clerk")
-	fs.String(&cfg.SignupMode, "signup-mode", accounts.SignupOpen, "built-in accounts: open, invite (invite code required) or closed")
-	fs.Int64(&cfg.InitialCredits, "initial-credits", 1000, "credits granted once to every new user")
-	fs.Duration(&cfg.SessionTTL, "session-ttl", 30*24*time.Hour, "lifetime of a built-in session token")
+	fs.String(&cfg.Addr, "addr", def.Addr, "listen address; 127.0.0.1:0 picks a free port")
+	fs.String(&cfg.Auth, "auth", def.Auth, "identity: local (built-in email + password accounts) or clerk")
+	fs.String(&cfg.SignupMode, "signup-mode", def.SignupMode, "built-in accounts: open, invite (invite code required) or closed")
+	fs.Int64(&cfg.InitialCredits, "initial-credits", def.InitialCredits, "credits granted once to every new user")
+	fs.Duration(&cfg.SessionTTL, "session-ttl", def.SessionTTL, "lifetime of a built-in session token")
 	fs.String(&cfg.ModelsFile, "models-file", "", "TOML file of text models (see config/models.example.toml); without it, the built-in demo model is served")
 	fs.String(&cfg.ClerkIssuer, "clerk-issuer", "", "Clerk: expected token issuer (your Frontend API URL)")
 	fs.String(&cfg.ClerkJWKSURL, "clerk-jwks-url", "", "Clerk: JWKS URL, e.g. https://<frontend-api>/.well-known/jwks.json")
 	fs.String(&cfg.ClerkPublicKey, "clerk-public-key", "", "Clerk: PEM public key, instead of a JWKS URL (networkless)")
 	fs.String(&sf.parties, "clerk-authorized-parties", "", "Clerk: comma-separated allowed azp origins (tokens without azp are accepted)")
 	fs.String(&cfg.ClerkWebhookSecret, "clerk-webhook-secret", "", "Clerk: webhook signing secret (whsec_...)")
-	fs.Int64(&cfg.MaxBodyBytes, "max-body-bytes", 64<<10, "largest JSON request body")
-	fs.Int(&cfg.AuthRateLimit, "auth-rate-limit", 20, "sign-up and login attempts per client address per minute, all instances together")
+	fs.Int64(&cfg.MaxBodyBytes, "max-body-bytes", def.MaxBodyBytes, "largest JSON request body")
+	fs.Int(&cfg.AuthRateLimit, "auth-rate-limit", def.AuthRateLimit, "sign-up and login attempts per client address per minute, all instances together")
 	fs.Bool(&cfg.TrustProxy, "trust-proxy", false, "behind a reverse proxy: rate-limit sign-in by the client address in X-Forwarded-For")
-	fs.Int(&cfg.UserRateLimit, "user-rate-limit", 60, "messages, image requests and new conversations per user per minute, all instances together (429 beyond)")
-	fs.Int(&cfg.Chat.MaxRunningPerUser, "max-replies-per-user", 3, "replies generating at once per user (429 beyond)")
-	fs.Int(&cfg.Chat.MaxRunningPerModel, "max-requests-per-model", 64, "upstream requests (replies and titles) at once per model on this instance; more wait for a slot")
-	fs.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long running requests may finish on SIGINT/SIGTERM")
-	fs.Duration(&cfg.SweepInterval, "sweep-interval", 30*time.Second, "how often expired credit reservations are voided")
-	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", chat.DefaultLeaseTTL, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it (every second, or every flush while text arrives) for this long")
-	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", 15*time.Minute, "longest a reply may generate")
-	fs.Duration(&cfg.Chat.ReplyIdleTimeout, "reply-idle-timeout", 90*time.Second, "a reply with no new text this long (first token included) ends as an error, its credits released")
+	fs.Int(&cfg.UserRateLimit, "user-rate-limit", def.UserRateLimit, "messages, image requests and new conversations per user per minute, all instances together (429 beyond)")
+	fs.Int(&cfg.Chat.MaxRunningPerUser, "max-replies-per-user", def.Chat.MaxRunningPerUser, "replies generating at once per user (429 beyond)")
+	fs.Int(&cfg.Chat.MaxRunningPerModel, "max-requests-per-model", def.Chat.MaxRunningPerModel, "upstream requests (replies and titles) at once per model on this instance; more wait for a slot")
+	fs.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long running requests may finish on SIGINT/SIGTERM")
+	fs.Duration(&cfg.SweepInterval, "sweep-interval", def.SweepInterval, "how often expired credit reservations are voided")
+	fs.Duration(&cfg.Chat.LeaseTTL, "generation-lease", def.Chat.LeaseTTL, "a reply's lease: another instance interrupts a reply whose instance stopped renewing it (every second, or every flush while text arrives) for this long")
+	fs.Duration(&cfg.Chat.MaxDuration, "max-reply-duration", def.Chat.MaxDuration, "longest a reply may generate")
+	fs.Duration(&cfg.Chat.ReplyIdleTimeout, "reply-idle-timeout", def.Chat.ReplyIdleTimeout, "a reply with no new text this long (first token included) ends as an error, its credits released")
 	ic := &cfg.Images
 	fs.String(&ic.Backend, "image-backend", "", "images: comfyui, runpod, or empty for the built-in demo endpoint")
 	fs.String(&ic.ComfyUIURL, "comfyui-url", "", "images: ComfyUI base URL, e.g. http://gpu1:8188")
@@ -207,12 +206,12 @@ func (sf *serveFlags) register(fs *flagSet) {
 	fs.String(&sf.imageHeaders, "image-backend-headers", "", "images: extra headers for the backend, \"Name: value; Other: value\"")
 	fs.String(&ic.WorkflowFile, "image-workflow", "", "images: API-format workflow file; empty = built-in FLUX schnell")
 	fs.String(&ic.WorkflowMapping, "image-workflow-mapping", "", "images: with --image-workflow, prompt=NODE.INPUT,width=…,height=…,seed=…,steps=…")
-	fs.Int64(&ic.Jobs.Cost, "image-cost", 50, "images: credits per image")
-	fs.Duration(&ic.Jobs.Timeout, "image-timeout", 5*time.Minute, "images: give up on a job this long after it started")
-	fs.Int(&ic.Jobs.MaxQueuedPerUser, "image-queue-per-user", 4, "images: pending + processing jobs per user (429 beyond)")
-	fs.Duration(&ic.Jobs.URLTTL, "image-url-ttl", time.Hour, "images: lifetime of signed image URLs")
-	fs.Duration(&ic.Jobs.LeaseTTL, "image-lease", 30*time.Second, "images: a processing job is re-queued by another instance after its instance stopped renewing it for this long")
-	fs.String(&ic.Storage, "storage", "local", "images: local (data dir) or s3")
+	fs.Int64(&ic.Jobs.Cost, "image-cost", def.Images.Jobs.Cost, "images: credits per image")
+	fs.Duration(&ic.Jobs.Timeout, "image-timeout", def.Images.Jobs.Timeout, "images: give up on a job this long after it started")
+	fs.Int(&ic.Jobs.MaxQueuedPerUser, "image-queue-per-user", def.Images.Jobs.MaxQueuedPerUser, "images: pending + processing jobs per user (429 beyond)")
+	fs.Duration(&ic.Jobs.URLTTL, "image-url-ttl", def.Images.Jobs.URLTTL, "images: lifetime of signed image URLs")
+	fs.Duration(&ic.Jobs.LeaseTTL, "image-lease", def.Images.Jobs.LeaseTTL, "images: a processing job is re-queued by another instance after its instance stopped renewing it for this long")
+	fs.String(&ic.Storage, "storage", def.Images.Storage, "images: local (data dir) or s3")
 	fs.String(&ic.PublicURL, "public-url", "", "absolute URL clients reach Luna at (makes local image URLs absolute), e.g. https://luna.example.com")
 	fs.String(&ic.S3.Endpoint, "s3-endpoint", "", "S3: endpoint host:port or URL")
 	fs.String(&ic.S3.Bucket, "s3-bucket", "", "S3: bucket")
@@ -240,7 +239,56 @@ func (sf *serveFlags) config(env Env) (app.Config, error) {
 	}
 	cfg.ClerkAuthorizedParties = splitList(sf.parties)
 	cfg.Getenv, cfg.Logger = env.Getenv, logger
+	if err := checkLimits(cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// checkLimits refuses the numbers of a serve configuration that make no
+// sense: every count, size and duration must be positive (only
+// --initial-credits may be zero). The packages read a zero as "use the
+// default", so a zero given on purpose would otherwise silently become it.
+func checkLimits(cfg app.Config) error {
+	counts := []struct {
+		flag string
+		v    int64
+		min  int64
+	}{
+		{"initial-credits", cfg.InitialCredits, 0},
+		{"max-body-bytes", cfg.MaxBodyBytes, 1},
+		{"auth-rate-limit", int64(cfg.AuthRateLimit), 1},
+		{"user-rate-limit", int64(cfg.UserRateLimit), 1},
+		{"max-replies-per-user", int64(cfg.Chat.MaxRunningPerUser), 1},
+		{"max-requests-per-model", int64(cfg.Chat.MaxRunningPerModel), 1},
+		{"image-cost", cfg.Images.Jobs.Cost, 1},
+		{"image-queue-per-user", int64(cfg.Images.Jobs.MaxQueuedPerUser), 1},
+	}
+	for _, c := range counts {
+		if c.v < c.min {
+			return fmt.Errorf("--%s %d: must be at least %d", c.flag, c.v, c.min)
+		}
+	}
+	durations := []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"session-ttl", cfg.SessionTTL},
+		{"shutdown-timeout", cfg.ShutdownTimeout},
+		{"sweep-interval", cfg.SweepInterval},
+		{"generation-lease", cfg.Chat.LeaseTTL},
+		{"max-reply-duration", cfg.Chat.MaxDuration},
+		{"reply-idle-timeout", cfg.Chat.ReplyIdleTimeout},
+		{"image-timeout", cfg.Images.Jobs.Timeout},
+		{"image-url-ttl", cfg.Images.Jobs.URLTTL},
+		{"image-lease", cfg.Images.Jobs.LeaseTTL},
+	}
+	for _, d := range durations {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s %s: must be longer than zero", d.flag, d.v)
+		}
+	}
+	return nil
 }
 
 func runMigrate(ctx context.Context, env Env, args []string) error {
@@ -283,7 +331,7 @@ func (d *dbFlags) openServices(ctx context.Context) (svc *accounts.Service, ledg
 		}))
 	}
 	ledger = credits.NewLedger(db, opts...)
-	svc, err = accounts.NewService(db, ledger, accounts.Config{SignupMode: accounts.SignupOpen}, nil, nil)
+	svc, err = accounts.NewService(db, ledger, accounts.Config{SignupMode: accounts.SignupOpen})
 	if err != nil {
 		db.Close()
 		return nil, nil, nil, err

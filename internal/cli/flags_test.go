@@ -8,6 +8,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"luna/internal/accounts"
+	"luna/internal/api"
+	"luna/internal/chat"
+	"luna/internal/images"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -244,4 +249,87 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestServeRejectsNonsenseLimits: a zero or negative count, size or
+// duration is an error at start-up naming the flag, not silently the
+// default; environment variables are checked the same way.
+func TestServeRejectsNonsenseLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--image-cost", "-1"}, nil, "--image-cost -1: must be at least 1"},
+		{[]string{"--image-cost", "0"}, nil, "--image-cost 0: must be at least 1"},
+		{[]string{"--max-body-bytes", "0"}, nil, "--max-body-bytes 0: must be at least 1"},
+		{[]string{"--initial-credits", "-5"}, nil, "--initial-credits -5: must be at least 0"},
+		{[]string{"--auth-rate-limit", "0"}, nil, "--auth-rate-limit 0: must be at least 1"},
+		{[]string{"--user-rate-limit", "-1"}, nil, "--user-rate-limit -1: must be at least 1"},
+		{[]string{"--max-replies-per-user", "0"}, nil, "--max-replies-per-user 0: must be at least 1"},
+		{[]string{"--max-requests-per-model", "0"}, nil, "--max-requests-per-model 0: must be at least 1"},
+		{[]string{"--image-queue-per-user", "0"}, nil, "--image-queue-per-user 0: must be at least 1"},
+		{[]string{"--session-ttl", "0"}, nil, "--session-ttl 0s: must be longer than zero"},
+		{[]string{"--session-ttl", "-1h"}, nil, "--session-ttl -1h0m0s: must be longer than zero"},
+		{[]string{"--shutdown-timeout", "0s"}, nil, "--shutdown-timeout 0s: must be longer than zero"},
+		{[]string{"--sweep-interval", "-1s"}, nil, "--sweep-interval -1s: must be longer than zero"},
+		{[]string{"--generation-lease", "0s"}, nil, "--generation-lease 0s: must be longer than zero"},
+		{[]string{"--max-reply-duration", "0s"}, nil, "--max-reply-duration 0s: must be longer than zero"},
+		{[]string{"--reply-idle-timeout", "-5s"}, nil, "--reply-idle-timeout -5s: must be longer than zero"},
+		{[]string{"--image-timeout", "0s"}, nil, "--image-timeout 0s: must be longer than zero"},
+		{[]string{"--image-url-ttl", "0s"}, nil, "--image-url-ttl 0s: must be longer than zero"},
+		{[]string{"--image-lease", "0s"}, nil, "--image-lease 0s: must be longer than zero"},
+		{nil, map[string]string{"LUNA_IMAGE_COST": "-1"}, "--image-cost -1: must be at least 1"},
+		{nil, map[string]string{"LUNA_SESSION_TTL": "0s"}, "--session-ttl 0s: must be longer than zero"},
+	}
+	for _, tt := range tests {
+		fs := newFlagSet("serve", envOf(tt.env))
+		var sf serveFlags
+		sf.register(fs)
+		if err := parseFlags(fs, tt.args, io.Discard); err != nil {
+			t.Fatalf("serve %v: %v", tt.args, err)
+		}
+		_, err := sf.config(Env{Getenv: envOf(tt.env), Stderr: io.Discard})
+		if got := errString(err); got != tt.want {
+			t.Errorf("serve %v env %v: err = %q, want %q", tt.args, tt.env, got, tt.want)
+		}
+	}
+	if t.Failed() {
+		return // without the check, serve would start a server
+	}
+	// runServe prints the reason and exits with a usage error.
+	var stderr strings.Builder
+	err := Run(t.Context(), Env{Args: []string{"serve", "--image-cost", "-1"}, Getenv: envOf(nil), Stdout: io.Discard, Stderr: &stderr})
+	if !errors.Is(err, ErrUsage) || !strings.Contains(stderr.String(), "luna serve: --image-cost -1: must be at least 1") {
+		t.Errorf("serve --image-cost -1: err = %v, stderr %q", err, stderr.String())
+	}
+}
+
+// TestServeDefaults: the flags' defaults are the packages' own defaults
+// (written once, there) and pass the start-up check.
+func TestServeDefaults(t *testing.T) {
+	t.Parallel()
+	fs := newFlagSet("serve", envOf(nil))
+	var sf serveFlags
+	sf.register(fs)
+	if err := parseFlags(fs, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := sf.config(Env{Getenv: envOf(nil), Stderr: io.Discard})
+	if err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	if got, want := cfg.Images.Jobs.Cost, images.DefaultConfig().Cost; got != want {
+		t.Errorf("image cost %d, want images' default %d", got, want)
+	}
+	if got, want := cfg.MaxBodyBytes, api.DefaultConfig().MaxBodyBytes; got != want {
+		t.Errorf("max body bytes %d, want the API's default %d", got, want)
+	}
+	if got, want := cfg.Chat.LeaseTTL, chat.DefaultConfig().LeaseTTL; got != want {
+		t.Errorf("generation lease %s, want chat's default %s", got, want)
+	}
+	if got, want := cfg.SessionTTL, accounts.DefaultConfig().SessionTTL; got != want {
+		t.Errorf("session TTL %s, want accounts' default %s", got, want)
+	}
 }

@@ -52,6 +52,9 @@ func (l *Ledger) SweepExpired(ctx context.Context, limit int) (int, error) {
 	return voided, nil
 }
 
+// DefaultSweepInterval is how often a Sweeper runs when its Interval is zero.
+const DefaultSweepInterval = 30 * time.Second
+
 // Sweeper voids expired reservations periodically.
 type Sweeper struct {
 	Ledger   *Ledger
@@ -64,7 +67,7 @@ type Sweeper struct {
 func (s *Sweeper) Run(ctx context.Context) {
 	interval, batch, logger := s.Interval, s.Batch, s.Logger
 	if interval <= 0 {
-		interval = 30 * time.Second
+		interval = DefaultSweepInterval
 	}
 	if batch <= 0 {
 		batch = 500

@@ -86,6 +86,14 @@ type Config struct {
 	SweepInterval    time.Duration // how often lapsed leases are looked for; 5s
 }
 
+// DefaultConfig is the configuration a zero Config stands for: the one
+// place the image jobs' defaults are written.
+func DefaultConfig() Config {
+	var c Config
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	if c.Cost <= 0 {
 		c.Cost = 50

@@ -38,20 +38,33 @@ type Service struct {
 	instanceID string
 }
 
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the Service's logger (default: discard).
+func WithLogger(logger *slog.Logger) Option { return func(s *Service) { s.logger = logger } }
+
+// WithClock replaces time.Now.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
 // NewService returns a Service; Start must be called to process jobs.
-func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, backend Backend, blobs Store, instanceID string, cfg Config, logger *slog.Logger) (*Service, error) {
+func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, backend Backend, blobs Store, instanceID string, cfg Config, opts ...Option) (*Service, error) {
 	cfg.setDefaults()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	s := &Service{db: db, ledger: ledger, bus: bus, backend: backend, store: blobs, cfg: cfg,
+		logger: slog.New(slog.DiscardHandler), now: time.Now, instanceID: instanceID}
+	for _, opt := range opts {
+		opt(s)
 	}
-	s := &Service{db: db, ledger: ledger, bus: bus, backend: backend, store: blobs, cfg: cfg, logger: logger, now: time.Now, instanceID: instanceID}
-	client, err := newRiverClient(db, s, logger)
+	client, err := newRiverClient(db, s, s.logger)
 	if err != nil {
 		return nil, err
 	}
 	s.river = client
 	return s, nil
 }
+
+// Cost is the price of an image in credits.
+func (s *Service) Cost() int64 { return s.cfg.Cost }
 
 // CreateRequest is a user's image request.
 type CreateRequest struct {
