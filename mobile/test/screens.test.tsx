@@ -136,6 +136,45 @@ describe('screens', () => {
     for (const id of running) await other.cancelMessage(id);
   });
 
+  test('per-message actions: regenerate and page versions, continue a stopped reply, edit, delete', async () => {
+    const email = await signUpThroughTheScreen(1000);
+    await sendFromComposer('Tell me about versions');
+    await waitForReply(/You said: “Tell me about versions”/);
+
+    // Regenerate: a second version of the reply; ‹ 1 / 2 › pages back.
+    fireEvent.press(await screen.findByTestId('action-regenerate', {}, slow));
+    await screen.findByText('2 / 2', {}, slow);
+    await waitFor(() => expect(screen.queryAllByTestId('stop')).toHaveLength(0), slow);
+    await screen.findByTestId('action-regenerate', {}, slow);
+    fireEvent.press(screen.getByLabelText('Previous version'));
+    await screen.findByText('1 / 2', {}, slow);
+    fireEvent.press(screen.getByLabelText('Next version'));
+    await screen.findByText('2 / 2', {}, slow);
+
+    // Stop a reply, then Continue it: the same message grows.
+    await sendFromComposer('Stop me, then continue');
+    fireEvent.press(await screen.findByTestId('stop', {}, slow));
+    await screen.findByText('Stopped.', {}, slow);
+    fireEvent.press(await screen.findByTestId('action-continue', {}, slow));
+    await screen.findByTestId('stop', {}, slow); // generating again…
+    await screen.findByTestId('action-regenerate', {}, slow); // …and done
+    expect(screen.queryByText('Stopped.')).toBeNull();
+
+    // Edit the last question: a new exchange, the old one an earlier version.
+    fireEvent.press(await screen.findByTestId('action-edit', {}, slow));
+    fireEvent.changeText(screen.getByLabelText('Edited message'), 'An edited question');
+    fireEvent.press(screen.getByTestId('save-edit'));
+    await waitForReply(/You said: “An edited question”/);
+
+    // Delete the conversation: back to a new chat; gone for other devices too.
+    fireEvent.press(screen.getByTestId('delete-conversation'));
+    fireEvent.press(await screen.findByTestId('confirm-delete', {}, slow));
+    await screen.findByText('Pick a model. It stays with the conversation.', {}, slow);
+    const other = client();
+    other.setToken((await other.login({ email, password: 'a long password' })).token);
+    expect((await other.conversations()).items).toHaveLength(0);
+  });
+
   test('images: the price, live status, the gallery and the full-size view', async () => {
     await signUpThroughTheScreen(100);
     router.navigate('/images');

@@ -115,6 +115,20 @@ export function createLunaClient(opts: LunaClientOptions) {
     message: (id: string): Promise<Message> => unwrap(api.GET('/v1/messages/{id}', { params: { path: { id } } })),
     cancelMessage: (id: string): Promise<Message> =>
       unwrap(api.POST('/v1/messages/{id}/cancel', { params: { path: { id } } })),
+    // Per-message actions (versions): each answers like a send; follow
+    // assistantMessage with streamMessage.
+    regenerate: (id: string, clientRequestId?: string) =>
+      unwrap(api.POST('/v1/messages/{id}/regenerate', { params: { path: { id } }, body: { clientRequestId } })),
+    continueMessage: (id: string, clientRequestId?: string) =>
+      unwrap(api.POST('/v1/messages/{id}/continue', { params: { path: { id } }, body: { clientRequestId } })),
+    editMessage: (id: string, content: string, clientRequestId?: string) =>
+      unwrap(api.POST('/v1/messages/{id}/edit', { params: { path: { id } }, body: { content, clientRequestId } })),
+    selectVersion: (id: string): Promise<ConversationWithMessages> =>
+      unwrap(api.POST('/v1/messages/{id}/select', { params: { path: { id } } })),
+    deleteConversation: (id: string): Promise<unknown> =>
+      unwrap(api.DELETE('/v1/conversations/{id}', { params: { path: { id } } })),
+    creditEntries: (cursor?: string) =>
+      unwrap(api.GET('/v1/credits/entries', { params: { query: { limit: 50, cursor } } })),
 
     createImage: (prompt: string, resolution: ImageResolution, clientRequestId?: string): Promise<ImageJob> =>
       unwrap(api.POST('/v1/images', { body: { prompt, resolution, clientRequestId } })),
@@ -150,6 +164,11 @@ export function createLunaClient(opts: LunaClientOptions) {
               h.onText(text);
               h.onEnd(ev.data);
               return;
+            case 'deleted':
+              // The conversation was deleted (here or on another device).
+              stream.close();
+              h.onDeleted?.();
+              return;
           }
           h.onText(text);
         },
@@ -183,6 +202,7 @@ export interface MessageStreamHandlers {
   // onText gets the whole text so far after every event.
   onText: (text: string) => void;
   onEnd: (end: StreamEnd) => void;
+  onDeleted?: () => void;
   onState?: (state: StreamState) => void;
   onFatal?: (err: ApiError) => void;
 }

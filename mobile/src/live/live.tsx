@@ -18,6 +18,9 @@ interface LiveValue {
   conversationsError: string | null;
   images: ImageJob[];
   models: Model[];
+  // deleted holds the ids of conversations deleted while the app runs
+  // (here or on another device).
+  deleted: ReadonlySet<string>;
   connection: StreamState;
   // resumed increases each time the app returns to the foreground or the
   // network changes, so screens can reload.
@@ -46,6 +49,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const [conversationsError, setConversationsError] = useState<string | null>(null);
   const [images, setImages] = useState<ImageJob[]>([]);
   const [models, setModels] = useState<Model[]>([]);
+  const [deleted, setDeleted] = useState<ReadonlySet<string>>(new Set());
   const [connection, setConnection] = useState<StreamState>('connecting');
   const [resumed, setResumed] = useState(0);
   const listeners = useRef(new Set<MessageListener>());
@@ -88,6 +92,12 @@ export function LiveProvider({ children }: { children: ReactNode }) {
           case 'conversation.updated':
             setConversations((list) => upsert(list, ev.data, byUpdatedDesc));
             break;
+          case 'conversation.deleted': {
+            const id = ev.data.id;
+            setConversations((list) => list.filter((c) => c.id !== id));
+            setDeleted((s) => new Set(s).add(id));
+            break;
+          }
           case 'image.updated':
             setImages((list) => upsert(list, ev.data, byCreatedDesc));
             break;
@@ -119,6 +129,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       conversationsError,
       images,
       models,
+      deleted,
       connection,
       resumed,
       reload,
@@ -129,7 +140,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         return () => listeners.current.delete(l);
       },
     }),
-    [credits, conversations, conversationsError, images, models, connection, resumed, reload],
+    [credits, conversations, conversationsError, images, models, deleted, connection, resumed, reload],
   );
   return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;
 }

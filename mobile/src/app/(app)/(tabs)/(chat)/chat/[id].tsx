@@ -1,8 +1,8 @@
 // A conversation: its messages in a virtualised list (newest at the
 // bottom), the reply streaming as it is written, Stop, and the composer.
-import { useLocalSearchParams } from 'expo-router';
+import { useLocalSearchParams, useRouter } from 'expo-router';
 import { memo, useCallback, useEffect, useRef, useState } from 'react';
-import { ActivityIndicator, FlatList, Text, View } from 'react-native';
+import { ActivityIndicator, FlatList, Text, TextInput, View } from 'react-native';
 import { StyleSheet, useUnistyles } from 'react-native-unistyles';
 
 import type { LunaClient } from '@/api/client';
@@ -19,31 +19,65 @@ import { useLive } from '@/live/live';
 
 const running = (m: Message) => m.status === 'pending' || m.status === 'streaming';
 
-// MessageAction is one per-message action the API offers. Today: Stop a
-// running reply (POST /v1/messages/{id}/cancel). Regenerate, continue,
-// edit and delete join this list when their routes land.
+// MessageAction is one per-message action the API offers: Stop a running
+// reply; regenerate or continue the last reply; edit the last question;
+// page between versions. The list is computed from the message and its
+// place in the conversation.
 interface MessageAction {
   key: string;
   title: string;
+  label?: string;
   kind: 'secondary' | 'danger';
-  run: () => Promise<void>;
+  run: () => Promise<void> | void;
 }
 
-function messageActions(m: Message, client: LunaClient, setError: (e: string | null) => void): MessageAction[] {
+interface ActionContext {
+  client: LunaClient;
+  isLast: boolean; // the last message shown
+  isLastQuestion: boolean; // the last user message shown
+  busy: boolean; // a reply is generating in the conversation
+  setError: (e: string | null) => void;
+  after: (res?: { conversation?: ConversationWithMessages }) => void;
+  edit: (m: Message) => void;
+}
+
+function messageActions(m: Message, ctx: ActionContext): MessageAction[] {
+  const { client, setError, after } = ctx;
+  const act = (key: string, title: string, call: () => Promise<unknown>, kind: MessageAction['kind'] = 'secondary', label?: string) => ({
+    key,
+    title,
+    label,
+    kind,
+    run: async () => {
+      setError(null);
+      try {
+        const res = await call();
+        after(res && typeof res === 'object' && 'messages' in res ? { conversation: res as ConversationWithMessages } : undefined);
+      } catch (err) {
+        setError(describeError(err));
+      }
+    },
+  });
   const actions: MessageAction[] = [];
   if (m.role === 'assistant' && running(m)) {
-    actions.push({
-      key: 'stop',
-      title: 'Stop',
-      kind: 'danger',
-      run: async () => {
-        try {
-          await client.cancelMessage(m.id);
-        } catch (err) {
-          setError(describeError(err));
-        }
-      },
-    });
+    actions.push(act('stop', 'Stop', () => client.cancelMessage(m.id), 'danger'));
+    return actions;
+  }
+  const versions = m.versionIds ?? [];
+  const index = (m.versionIndex ?? 1) - 1;
+  if (!ctx.busy && versions.length > 1) {
+    if (index > 0) actions.push(act('previous', '‹', () => client.selectVersion(versions[index - 1]!), 'secondary', 'Previous version'));
+    actions.push({ key: 'version', title: `${index + 1} / ${versions.length}`, kind: 'secondary', run: () => {} });
+    if (index < versions.length - 1) actions.push(act('next', '›', () => client.selectVersion(versions[index + 1]!), 'secondary', 'Next version'));
+  }
+  if (ctx.busy) return actions;
+  if (m.role === 'assistant' && ctx.isLast) {
+    actions.push(act('regenerate', 'Regenerate', () => client.regenerate(m.id, newId())));
+    const stopped = m.status === 'cancelled' || m.status === 'interrupted' || m.status === 'error' || m.finishReason === 'length';
+    if (stopped && m.content) actions.push(act('continue', 'Continue', () => client.continueMessage(m.id, newId())));
+  }
+  if (m.role === 'user' && ctx.isLastQuestion) {
+    actions.push({ key: 'edit', title: 'Edit', kind: 'secondary', run: () => ctx.edit(m) });
   }
   return actions;
 }
@@ -56,7 +90,11 @@ export default function Chat() {
 
 function ChatBody({ id, initialError }: { id: string; initialError: string | null }) {
   const { client } = useSession();
-  const { models, onMessage, resumed, conversations } = useLive();
+  const { models, onMessage, resumed, conversations, deleted } = useLive();
+  const router = useRouter();
+  const [editing, setEditing] = useState<Message | null>(null);
+  const [editText, setEditText] = useState('');
+  const [confirmDelete, setConfirmDelete] = useState(false);
   const { theme } = useUnistyles();
   const [conv, setConv] = useState<ConversationWithMessages | null>(null);
   const [messages, setMessages] = useState<Message[]>([]);
@@ -198,18 +236,86 @@ function ChatBody({ id, initialError }: { id: string; initialError: string | nul
   // The title arrives later (conversation.updated): take the live one.
   const title = conversations.find((c) => c.id === id)?.title || conv?.title;
   const reversed = messages.slice().reverse();
-  const stop = runningId ? messageActions(messages.find((m) => m.id === runningId)!, client, setError).find((a) => a.key === 'stop') : undefined;
+  const lastQuestionId = [...messages].reverse().find((m) => m.role === 'user')?.id;
+  const ctx = (m: Message): ActionContext => ({
+    client,
+    isLast: messages[messages.length - 1]?.id === m.id,
+    isLastQuestion: m.id === lastQuestionId,
+    busy: !!runningId,
+    setError,
+    after: (res) => {
+      if (res?.conversation) {
+        setConv(res.conversation);
+        setMessages(res.conversation.messages.items);
+        setOlderCursor(res.conversation.messages.nextCursor);
+      } else {
+        setAttempt((n) => n + 1); // reload: the new reply is then followed
+      }
+    },
+    edit: (m) => {
+      setEditing(m);
+      setEditText(m.content ?? '');
+    },
+  });
+  const runningMessage = runningId ? messages.find((m) => m.id === runningId) : undefined;
+  const stop = runningMessage ? messageActions(runningMessage, ctx(runningMessage)).find((a) => a.key === 'stop') : undefined;
+
+  const saveEdit = async () => {
+    if (!editing || !editText.trim()) return;
+    setError(null);
+    try {
+      await client.editMessage(editing.id, editText.trim(), newId());
+      setEditing(null);
+      setAttempt((n) => n + 1);
+    } catch (err) {
+      setError(describeError(err));
+    }
+  };
+
+  const remove = async () => {
+    setError(null);
+    try {
+      await client.deleteConversation(id);
+      router.replace('/');
+    } catch (err) {
+      setConfirmDelete(false);
+      setError(describeError(err));
+    }
+  };
+
+  if (deleted.has(id)) {
+    return (
+      <View style={styles.center}>
+        <Text style={styles.infoTitle}>This conversation was deleted.</Text>
+        <Button title="New chat" onPress={() => router.replace('/')} />
+      </View>
+    );
+  }
 
   return (
     <KeyboardScreen>
       <View style={styles.info}>
-        <Text style={styles.infoTitle} numberOfLines={1} accessibilityRole="header">
-          {conv ? title || 'New conversation' : ' '}
-        </Text>
-        <Text style={styles.infoModel} numberOfLines={1}>
-          {model ? `${model.name} · ${modelPrice(model)}` : (conv?.modelId ?? '')}
-        </Text>
+        <View style={styles.infoText}>
+          <Text style={styles.infoTitle} numberOfLines={1} accessibilityRole="header">
+            {conv ? title || 'New conversation' : ' '}
+          </Text>
+          <Text style={styles.infoModel} numberOfLines={1}>
+            {model ? `${model.name} · ${modelPrice(model)}` : (conv?.modelId ?? '')}
+          </Text>
+        </View>
+        {conv && !confirmDelete ? (
+          <Button title="Delete" kind="secondary" onPress={() => setConfirmDelete(true)} testID="delete-conversation" />
+        ) : null}
       </View>
+      {confirmDelete ? (
+        <View style={styles.confirm} accessible accessibilityRole="alert">
+          <Text style={styles.confirmText}>Delete this conversation? Its images stay in the gallery.</Text>
+          <View style={styles.actions}>
+            <Button title="Delete conversation" kind="danger" onPress={() => void remove()} testID="confirm-delete" />
+            <Button title="Keep" kind="secondary" onPress={() => setConfirmDelete(false)} />
+          </View>
+        </View>
+      ) : null}
       {loadError ? (
         <View style={styles.center}>
           <ErrorBanner message={loadError} />
@@ -231,7 +337,7 @@ function ChatBody({ id, initialError }: { id: string; initialError: string | nul
             <MessageRow
               message={item}
               text={liveText[item.id] ?? item.content ?? ''}
-              actions={messageActions(item, client, setError)}
+              actions={messageActions(item, ctx(item))}
             />
           )}
           onEndReached={() => void loadOlder()}
@@ -246,7 +352,25 @@ function ChatBody({ id, initialError }: { id: string; initialError: string | nul
       <View style={styles.errorSlot}>
         <ErrorBanner message={error} />
       </View>
-      <Composer onSend={send} busy={sending} generating={!!runningId} onStop={stop ? () => void stop.run() : undefined} />
+      {editing ? (
+        <View style={styles.editBar}>
+          <Text style={styles.infoModel}>Edit your last message; the old exchange stays as an earlier version.</Text>
+          <TextInput
+            style={styles.editInput}
+            value={editText}
+            onChangeText={setEditText}
+            multiline
+            accessibilityLabel="Edited message"
+            testID="edit-input"
+          />
+          <View style={styles.actions}>
+            <Button title="Send edit" onPress={() => void saveEdit()} disabled={!editText.trim()} testID="save-edit" />
+            <Button title="Cancel" kind="secondary" onPress={() => setEditing(null)} />
+          </View>
+        </View>
+      ) : (
+        <Composer onSend={send} busy={sending} generating={!!runningId} onStop={stop ? () => void stop.run() : undefined} />
+      )}
     </KeyboardScreen>
   );
 }
@@ -289,7 +413,15 @@ const MessageRow = memo(function MessageRow({ message, text, actions }: { messag
       {actions.length > 0 ? (
         <View style={styles.actions}>
           {actions.map((a) => (
-            <Button key={a.key} title={a.title} kind={a.kind} onPress={() => void a.run()} testID={`action-${a.key}`} />
+            <Button
+              key={a.key}
+              title={a.title}
+              accessibilityLabel={a.label}
+              kind={a.kind}
+              onPress={() => void a.run()}
+              disabled={a.key === 'version'}
+              testID={`action-${a.key}`}
+            />
           ))}
         </View>
       ) : null}
@@ -298,7 +430,30 @@ const MessageRow = memo(function MessageRow({ message, text, actions }: { messag
 });
 
 const styles = StyleSheet.create((theme) => ({
-  info: { paddingHorizontal: 16, paddingVertical: 8, borderBottomWidth: 1, borderBottomColor: theme.colors.border, gap: 2 },
+  info: {
+    flexDirection: 'row',
+    alignItems: 'center',
+    gap: 8,
+    paddingHorizontal: 16,
+    paddingVertical: 8,
+    borderBottomWidth: 1,
+    borderBottomColor: theme.colors.border,
+  },
+  infoText: { flex: 1, gap: 2 },
+  confirm: { padding: 12, gap: 8, backgroundColor: theme.colors.dangerBg, borderBottomWidth: 1, borderBottomColor: theme.colors.danger },
+  confirmText: { color: theme.colors.text, fontSize: 15 },
+  editBar: { padding: 10, gap: 8, borderTopWidth: 1, borderTopColor: theme.colors.border, backgroundColor: theme.colors.bgRaised },
+  editInput: {
+    minHeight: 60,
+    maxHeight: 160,
+    color: theme.colors.text,
+    backgroundColor: theme.colors.bgSunken,
+    borderColor: theme.colors.border,
+    borderWidth: 1,
+    borderRadius: theme.radius.large,
+    padding: 12,
+    fontSize: 16,
+  },
   infoTitle: { color: theme.colors.text, fontSize: 16, fontWeight: '600' },
   infoModel: { color: theme.colors.textMuted, fontSize: 13 },
   center: { flex: 1, alignItems: 'center', justifyContent: 'center', gap: 12, padding: 16 },
