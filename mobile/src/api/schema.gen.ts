@@ -191,7 +191,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One conversation with its most recent messages. */
+        /**
+         * One conversation with its most recent messages.
+         * @description The messages shown: the path from the conversation's leafMessageId up to its first message (one version of each message; the others are in each message's versionIds, shown with POST /v1/messages/{id}/select).
+         */
         get: operations["getConversation"];
         put?: never;
         post?: never;
@@ -213,7 +216,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Message history: newest page first, older pages through the cursor; each page in chronological order. */
+        /**
+         * Message history: newest page first, older pages through the cursor; each page in chronological order.
+         * @description The messages shown: the path from the conversation's leafMessageId up to its first message (one version of each message; the others are in each message's versionIds, shown with POST /v1/messages/{id}/select).
+         */
         get: operations["listMessages"];
         put?: never;
         /**
