@@ -50,7 +50,10 @@ export async function waitFor<T>(what: string, check: () => T | undefined | null
 export class FaultyProxy {
   private server: net.Server;
   private sockets = new Set<net.Socket>();
-  private eventStreams = new Set<net.Socket>();
+  // The latest request line on each upstream connection (keep-alive
+  // reuses them), to pick the ones to hold back.
+  private lastRequest = new Map<net.Socket, string>();
+  private held = new Set<net.Socket>();
   readonly heads: string[] = [];
   url = '';
 
@@ -76,7 +79,7 @@ export class FaultyProxy {
           const head = buf.slice(0, end);
           buf = buf.slice(end + 4);
           this.heads.push(head);
-          if (/^GET \/v1\/events[ ?]/.test(head)) this.eventStreams.add(upstream);
+          this.lastRequest.set(upstream, head.split('\r\n')[0] ?? '');
           skip = Number(/^content-length: *(\d+)$/im.exec(head)?.[1] ?? 0);
         }
       });
@@ -99,15 +102,29 @@ export class FaultyProxy {
     return this;
   }
 
-  // holdEvents stops passing on what the server sends on the open
-  // GET /v1/events connections (as a slow network would); releaseEvents
-  // lets it through again.
+  // hold stops passing on what the server sends on the open connections
+  // whose latest request line matches (as a slow network, or a suspended
+  // app, would); release lets it through again. New connections flow.
+  hold(requestLine: RegExp): void {
+    for (const [s, line] of this.lastRequest) {
+      if (requestLine.test(line) && !s.destroyed) {
+        s.pause();
+        this.held.add(s);
+      }
+    }
+  }
+
   holdEvents(): void {
-    for (const s of this.eventStreams) s.pause();
+    this.hold(/^GET \/v1\/events[ ?]/);
+  }
+
+  release(): void {
+    for (const s of this.held) s.resume();
+    this.held.clear();
   }
 
   releaseEvents(): void {
-    for (const s of this.eventStreams) s.resume();
+    this.release();
   }
 
   // cut drops every open connection at once.

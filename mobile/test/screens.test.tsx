@@ -7,6 +7,7 @@ import { fireEvent, render, screen, waitFor } from '@testing-library/react-nativ
 import { ExpoRoot, router } from 'expo-router';
 import { getMockContext } from 'expo-router/testing-library';
 import path from 'node:path';
+import { AppState } from 'react-native';
 
 import { client, FaultyProxy, invite, lunaUrl, newUser, uniqueEmail } from './helpers';
 
@@ -83,6 +84,24 @@ describe('screens', () => {
     await waitFor(() => expect(screen.getAllByTestId('assistant-text').length).toBeGreaterThan(1), slow);
     fireEvent.press(stop);
     await screen.findByText('Stopped.', {}, slow);
+  });
+
+  test('back from the background mid-reply, the finished text shows at once', async () => {
+    await signUpThroughTheScreen(1000);
+    await sendFromComposer('Background me');
+    await screen.findByText(/You said: “Background me”/, {}, slow); // streaming
+    // iOS suspends the app: its open connections go silent (not closed).
+    proxy.hold(/^GET \/v1\/(events|messages\/[^/]+\/stream)[ ?]/);
+    // The app's AppState listener (React Native's Jest AppState records it).
+    const calls = (AppState.addEventListener as unknown as { mock: { calls: [string, (s: string) => void][] } }).mock.calls;
+    const onChange = calls.filter(([type]) => type === 'change').at(-1)![1];
+    onChange('background');
+    await new Promise((r) => setTimeout(r, 5000)); // the reply finishes on the server meanwhile
+    expect(screen.queryByText(/luna serve --models-file models\.toml/)).toBeNull();
+    onChange('active');
+    // Well before the 40 s idle timeout would notice the dead connection.
+    await waitForReply(/luna serve --models-file models\.toml/);
+    proxy.release();
   });
 
   test('401: a wrong password is explained', async () => {
