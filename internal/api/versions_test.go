@@ -560,6 +560,34 @@ func TestSilentReplyEndsAtTheIdleLimit(t *testing.T) {
 	})
 }
 
+// Before the first token the idle limit is the wait of each attempt (the
+// model sets no first-token timeout of its own): a model that never
+// answers ends the reply as an error after the one retry.
+func TestSilentModelBeforeTheFirstToken(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		fake := llmtest.New(t)
+		fake.SetDefault(llmtest.Script{Hang: true})
+		s := newChatServer(t, dialect, fake, func(c *app.Config) {
+			c.ModelsFile = modelsFile(t, fake.BaseURL(), "credits_per_1k_tokens = 1000")
+			c.Chat.ReplyIdleTimeout = 300 * time.Millisecond
+		})
+		token := s.signup("a@example.com")
+		id := s.send(token, s.newConversation(token), "Anyone there?")
+		m := s.waitFinal(token, id)
+		e, _ := m["error"].(map[string]any)
+		if m["status"] != "error" || e == nil || !strings.Contains(e["message"].(string), "did not start answering within 300ms") {
+			t.Fatalf("silent model = %v", m)
+		}
+		if n := len(chatRequests(fake)); n != 2 {
+			t.Fatalf("%d requests, want the first and one retry", n)
+		}
+		if c := s.credits(token); c["balance"] != 1000.0 || c["reserved"] != 0.0 {
+			t.Fatalf("credits = %v", c)
+		}
+		wantAuditClean(t, s)
+	})
+}
+
 // Concurrent retries of one action make one version; concurrent different
 // actions on the same reply: one wins, the others get 409.
 func TestConcurrentActionsMakeOneVersion(t *testing.T) {
