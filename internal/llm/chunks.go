@@ -82,7 +82,7 @@ func (d *chunkDecoder) Err() error { return d.err }
 
 // Next reads the next chunk; false at the end of the stream or on error.
 func (d *chunkDecoder) Next() bool {
-	for !d.done {
+	if !d.done {
 		thread, ok := d.nextEvent()
 		if !ok {
 			d.done = true
