@@ -270,16 +270,18 @@ func (s *Service) act(ctx context.Context, req ActionRequest) (ActionResult, err
 	}
 
 	s.engine.start(reply, plan)
+	var b events.Batch
 	if question != nil {
-		s.publish(ctx, req.UserID, events.MessageCreated, question.ID)
+		b.User(req.UserID, events.MessageCreated, question.ID)
 	}
 	if req.Action == ActionContinue {
-		s.publish(ctx, req.UserID, events.MessageUpdated, reply.ID)
+		b.User(req.UserID, events.MessageUpdated, reply.ID)
 	} else {
-		s.publish(ctx, req.UserID, events.MessageCreated, reply.ID)
+		b.User(req.UserID, events.MessageCreated, reply.ID)
 	}
-	s.publish(ctx, req.UserID, events.ConversationUpdated, conv.ID)
-	s.publishCredits(ctx, req.UserID)
+	b.User(req.UserID, events.ConversationUpdated, conv.ID)
+	b.User(req.UserID, events.CreditsUpdated, "")
+	s.publishAll(ctx, &b)
 	return s.withVersions(ctx, ActionResult{UserMessage: question, Reply: reply})
 }
 

@@ -274,12 +274,12 @@ func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
 		}
 		count++
 		s.logger.Info("interrupted an orphaned reply", "message_id", id)
-		if err := s.bus.PublishMessage(ctx, id); err != nil {
-			s.logger.Warn("publish message signal", "err", err)
-		}
-		s.publish(ctx, m.UserID, events.MessageUpdated, m.ID)
-		s.publish(ctx, m.UserID, events.ConversationUpdated, m.ConversationID)
-		s.publishCredits(ctx, m.UserID)
+		var b events.Batch
+		b.Message(id)
+		b.User(m.UserID, events.MessageUpdated, m.ID)
+		b.User(m.UserID, events.ConversationUpdated, m.ConversationID)
+		b.User(m.UserID, events.CreditsUpdated, "")
+		s.publishAll(ctx, &b)
 	}
 	return count, nil
 }

@@ -315,17 +315,19 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 	}
 
 	ctx := context.Background()
-	if err := e.s.bus.PublishMessage(ctx, final.ID); err != nil {
-		e.s.logger.Warn("publish message signal", "err", err)
+	// The followers' signal, then the user's events, in one statement.
+	var b events.Batch
+	b.Message(final.ID)
+	b.User(final.UserID, events.MessageUpdated, final.ID)
+	conv, err := e.s.GetConversation(ctx, final.UserID, final.ConversationID)
+	if err == nil {
+		b.User(final.UserID, events.ConversationUpdated, conv.ID)
 	}
-	e.s.publish(ctx, final.UserID, events.MessageUpdated, final.ID)
-	if conv, err := e.s.GetConversation(ctx, final.UserID, final.ConversationID); err == nil {
-		e.s.publish(ctx, final.UserID, events.ConversationUpdated, conv.ID)
-		if final.Status == StatusComplete && conv.Title == "" {
-			e.generateTitle(conv, g, text)
-		}
+	b.User(final.UserID, events.CreditsUpdated, "")
+	e.s.publishAll(ctx, &b)
+	if err == nil && final.Status == StatusComplete && conv.Title == "" {
+		e.generateTitle(conv, g, text)
 	}
-	e.s.publishCredits(ctx, final.UserID)
 }
 
 // store commits the final state: message, credits and conversation

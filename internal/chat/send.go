@@ -132,10 +132,12 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	}
 	s.engine.start(reply, plan)
 	conv.GeneratingMessageID, conv.UpdatedAt, conv.LastMessagePreview = reply.ID, now.UTC(), preview(content)
-	s.publish(ctx, req.UserID, events.MessageCreated, userMsg.ID)
-	s.publish(ctx, req.UserID, events.MessageCreated, reply.ID)
-	s.publish(ctx, req.UserID, events.ConversationUpdated, conv.ID)
-	s.publishCredits(ctx, req.UserID)
+	var b events.Batch
+	b.User(req.UserID, events.MessageCreated, userMsg.ID)
+	b.User(req.UserID, events.MessageCreated, reply.ID)
+	b.User(req.UserID, events.ConversationUpdated, conv.ID)
+	b.User(req.UserID, events.CreditsUpdated, "")
+	s.publishAll(ctx, &b)
 	return userMsg, reply, nil
 }
 

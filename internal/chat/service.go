@@ -140,6 +140,14 @@ func (s *Service) publish(ctx context.Context, userID, eventType, id string) {
 	}
 }
 
+// publishAll publishes a batch of notifications, in one statement on
+// PostgreSQL; failures are logged, as with publish.
+func (s *Service) publishAll(ctx context.Context, b *events.Batch) {
+	if err := s.bus.PublishBatch(context.WithoutCancel(ctx), b); err != nil {
+		s.logger.Warn("publish events", "err", err)
+	}
+}
+
 // publishCredits tells the user's clients that their credits changed.
 func (s *Service) publishCredits(ctx context.Context, userID string) {
 	s.publish(ctx, userID, events.CreditsUpdated, "")

@@ -209,6 +209,7 @@ func (h *hub) deliverMessage(messageID string) {
 type Bus struct {
 	hub         *hub
 	publish     func(ctx context.Context, n notification) error
+	publishAll  func(ctx context.Context, ns []notification) error // several in one statement on PostgreSQL
 	distributed bool
 }
 
@@ -229,6 +230,11 @@ func NewLocal() *Bus {
 	h := newHub()
 	return &Bus{hub: h, publish: func(_ context.Context, n notification) error {
 		h.dispatch(n)
+		return nil
+	}, publishAll: func(_ context.Context, ns []notification) error {
+		for _, n := range ns {
+			h.dispatch(n)
+		}
 		return nil
 	}}
 }
@@ -252,6 +258,33 @@ func (h *hub) dispatch(n notification) {
 // on reconnect).
 func (b *Bus) PublishUser(ctx context.Context, userID, eventType, id string) error {
 	return b.publish(ctx, notification{UserID: userID, Change: &Change{Type: eventType, ID: id}})
+}
+
+// Batch collects notifications to publish together with PublishBatch: in
+// order, and on PostgreSQL in one statement instead of one each. The zero
+// value is empty and ready to use.
+type Batch struct {
+	ns []notification
+}
+
+// User adds what PublishUser would publish.
+func (b *Batch) User(userID, eventType, id string) {
+	b.ns = append(b.ns, notification{UserID: userID, Change: &Change{Type: eventType, ID: id}})
+}
+
+// Message adds what PublishMessage would publish.
+func (b *Batch) Message(messageID string) {
+	b.ns = append(b.ns, notification{MessageIDs: []string{messageID}})
+}
+
+// PublishBatch publishes the batch's notifications in order (call it once
+// the changes are committed). Errors are returned for logging, as with
+// PublishUser.
+func (b *Bus) PublishBatch(ctx context.Context, batch *Batch) error {
+	if len(batch.ns) == 0 {
+		return nil
+	}
+	return b.publishAll(ctx, batch.ns)
 }
 
 // PublishMessage signals that messageID changed.

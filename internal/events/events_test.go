@@ -68,6 +68,32 @@ func testBus(t *testing.T, publisher, subscriber *events.Bus) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no message signal")
 	}
+	// A batch arrives whole and in order: alice's changes, and the signal.
+	var batch events.Batch
+	want := []events.Change{{Type: events.MessageCreated, ID: "q"}, {Type: events.MessageCreated, ID: "r"},
+		{Type: events.ConversationUpdated, ID: "c"}, {Type: events.CreditsUpdated}}
+	for _, c := range want {
+		batch.User("alice", c.Type, c.ID)
+	}
+	batch.Message("m1")
+	if err := publisher.PublishBatch(ctx, &batch); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		select {
+		case ev := <-alice.C:
+			if ev != w {
+				t.Fatalf("batch event %d = %+v, want %+v", i, ev, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("alice got %d of the batch's %d events", i, len(want))
+		}
+	}
+	select {
+	case <-msg.C:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message signal from the batch")
+	}
 	select {
 	case ev := <-bob.C:
 		t.Fatalf("bob got alice's event %+v", ev)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,18 +33,34 @@ func NewPostgres(ctx context.Context, db *sql.DB, databaseURL string, logger *sl
 // NewPostgresPublisher returns a bus that only publishes (its subscribers
 // get nothing): for admin commands that change what running servers show.
 func NewPostgresPublisher(db *sql.DB) *Bus {
-	return &Bus{hub: newHub(), distributed: true, publish: func(ctx context.Context, n notification) error {
-		payload, err := json.Marshal(n)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
+	publishAll := func(ctx context.Context, ns []notification) error {
+		// One statement: SELECT pg_notify($1, $2), pg_notify($1, $3), …
+		// (delivered in this order, as one transaction's notifications are).
+		var q strings.Builder
+		q.WriteString("SELECT ")
+		args := make([]any, 0, len(ns)+1)
+		args = append(args, channel)
+		for i, n := range ns {
+			payload, err := json.Marshal(n)
+			if err != nil {
+				return fmt.Errorf("encode event: %w", err)
+			}
+			if len(payload) > maxPayload {
+				return fmt.Errorf("event %s for user %s is %d bytes, over the NOTIFY limit", eventType(n), n.UserID, len(payload))
+			}
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "pg_notify($1, $%d)", len(args)+1)
+			args = append(args, string(payload))
 		}
-		if len(payload) > maxPayload {
-			return fmt.Errorf("event %s for user %s is %d bytes, over the NOTIFY limit", eventType(n), n.UserID, len(payload))
-		}
-		if _, err := db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, string(payload)); err != nil {
+		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("publish event: %w", err)
 		}
 		return nil
+	}
+	return &Bus{hub: newHub(), distributed: true, publishAll: publishAll, publish: func(ctx context.Context, n notification) error {
+		return publishAll(ctx, []notification{n})
 	}}
 }
 
