@@ -148,11 +148,6 @@ func (s *Service) publishAll(ctx context.Context, b *events.Batch) {
 	}
 }
 
-// publishCredits tells the user's clients that their credits changed.
-func (s *Service) publishCredits(ctx context.Context, userID string) {
-	s.publish(ctx, userID, events.CreditsUpdated, "")
-}
-
 // ReplyIdleTimeout is how long a reply may go without new text before it
 // ends as an error.
 func (s *Service) ReplyIdleTimeout() time.Duration { return s.cfg.ReplyIdleTimeout }
