@@ -8,15 +8,17 @@ const path = require('node:path');
 
 const repo = path.resolve(__dirname, '..', '..');
 
+// lunaBinary returns the binary to run and whether it was built here (and
+// is to be removed afterwards).
 function lunaBinary() {
-  if (process.env.LUNA_BIN) return process.env.LUNA_BIN;
+  if (process.env.LUNA_BIN) return { bin: process.env.LUNA_BIN, built: false };
   const out = path.join(os.tmpdir(), `luna-mobile-test-${process.pid}`);
   execFileSync('go', ['build', '-o', out, './cmd/luna'], { cwd: repo, stdio: 'inherit' });
-  return out;
+  return { bin: out, built: true };
 }
 
 async function spawnLuna(extraArgs = []) {
-  const bin = lunaBinary();
+  const { bin, built } = lunaBinary();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'luna-mobile-data-'));
   const args = [
     'serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir,
@@ -24,6 +26,9 @@ async function spawnLuna(extraArgs = []) {
     '--max-replies-per-user', '2', '--auth-rate-limit', '10000', '--log-format', 'json', ...extraArgs,
   ];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LUNA_DATABASE_URL: '' } });
+  // Never outlive the test run, even when it is killed before its teardown.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const log = [];
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('luna did not start in 60 s:\n' + log.join(''))), 60_000);
@@ -62,7 +67,9 @@ async function spawnLuna(extraArgs = []) {
       new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();
         child.once('exit', () => {
+          process.removeListener('exit', killOnExit);
           fs.rmSync(dataDir, { recursive: true, force: true });
+          if (built) fs.rmSync(bin, { force: true });
           resolve();
         });
         child.kill('SIGTERM');
