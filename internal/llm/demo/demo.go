@@ -161,7 +161,10 @@ type request struct {
 	MaxTokens           *int `json:"max_tokens"`
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
 	Stream              bool `json:"stream"`
-	StreamOptions       *struct {
+	// ContinueFinalMessage (vLLM): continue the last, assistant message
+	// instead of starting a new one.
+	ContinueFinalMessage bool `json:"continue_final_message"`
+	StreamOptions        *struct {
 		IncludeUsage *bool `json:"include_usage"`
 	} `json:"stream_options"`
 }
@@ -181,7 +184,7 @@ func (h *handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	chunks := words(Reply(msgs))
+	chunks := words(reply(msgs, in.ContinueFinalMessage))
 	finish := "stop"
 	if maxTokens > 0 && len(chunks) > maxTokens {
 		chunks, finish = chunks[:maxTokens], "length"
@@ -346,6 +349,23 @@ func fillerSentences() []string {
 		"Asking the same thing twice gives the same reply, which makes testing easy.",
 		"A real open-weight model served by vLLM answers through this very same protocol.",
 	}
+}
+
+// reply is what the demo model streams. Asked to continue the last
+// (assistant) message, it streams the rest of the answer that message
+// began — the answer to the conversation before it — or, when the text
+// so far is not a beginning of that answer, the answer after a paragraph
+// break.
+func reply(msgs []llm.Message, continueFinal bool) string {
+	n := len(msgs)
+	if !continueFinal || n < 2 || msgs[n-1].Role != "assistant" {
+		return Reply(msgs)
+	}
+	sofar, full := msgs[n-1].Content, Reply(msgs[:n-1])
+	if rest, ok := strings.CutPrefix(full, sofar); ok {
+		return rest
+	}
+	return "\n\n" + full
 }
 
 // Reply is the demo model's deterministic answer to a conversation.

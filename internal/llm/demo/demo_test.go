@@ -440,3 +440,39 @@ func TestTokenizeAgreesWithUsage(t *testing.T) {
 		t.Fatalf("usage = %+v, want prompt_tokens %d as /tokenize counted", res.Usage, count.Tokens)
 	}
 }
+
+// Asked to continue a reply it began (vLLM's continue_final_message), the
+// demo model streams the rest of that reply, not the whole reply again.
+func TestContinueFinalMessage(t *testing.T) {
+	t.Parallel()
+	baseURL := serve(t, demo.Options{TokensPerSecond: 5000})
+	client := newClient(t)
+	question := []llm.Message{{Role: "user", Content: "Hello there"}}
+	full := demo.Reply(question)
+	begun := strings.Join(strings.SplitAfter(full, " ")[:4], "")
+
+	tests := []struct {
+		name   string
+		sofar  string
+		wanted string
+	}{
+		{name: "a beginning of the reply", sofar: begun, wanted: strings.TrimPrefix(full, begun)},
+		{name: "other text", sofar: "Something else entirely", wanted: "\n\n" + full},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			msgs := append(append([]llm.Message{}, question...), llm.Message{Role: "assistant", Content: tt.sofar})
+			_, err := client.Stream(t.Context(), llm.Request{
+				BaseURL: baseURL, Model: demo.ModelName, Messages: msgs, ContinueFinalMessage: true,
+			}, func(s string) { b.WriteString(s) })
+			if err != nil {
+				t.Fatalf("Stream: %v", err)
+			}
+			if got := b.String(); got != tt.wanted {
+				t.Errorf("continued with %q, want %q", got, tt.wanted)
+			}
+		})
+	}
+}
