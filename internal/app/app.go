@@ -209,7 +209,8 @@ func (a *App) init(ctx context.Context) error {
 		apiCfg.AuthMode, apiCfg.Authenticator = api.AuthLocal, accountService
 		logger.Info("built-in accounts", "signup_mode", cfg.SignupMode)
 	case api.AuthClerk:
-		verifier, err := clerk.NewVerifier(ctx, clerk.VerifierConfig{
+		// The JWKS refresh runs until Close.
+		verifier, err := clerk.NewVerifier(a.bgCtx, clerk.VerifierConfig{
 			Issuer: cfg.ClerkIssuer, JWKSURL: cfg.ClerkJWKSURL, PublicKeyPEM: cfg.ClerkPublicKey,
 			AuthorizedParties: cfg.ClerkAuthorizedParties, Logger: logger,
 		})
@@ -296,7 +297,7 @@ func (a *App) RunBackground(ctx context.Context) error {
 	wg.Go(func() { a.chat.Run(ctx) })
 	wg.Go(func() { a.images.Run(ctx) })
 	wg.Wait()
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	return a.images.Stop(stopCtx)
 }
@@ -335,8 +336,19 @@ func (a *App) Listen() (net.Listener, error) {
 // Serve serves HTTP on ln and runs the background work until ctx ends, then
 // shuts down gracefully: new connections are refused, running requests get
 // ShutdownTimeout to finish.
+//
+// It speaks HTTP/1.1 and, with a client or reverse proxy that opens the
+// connection with HTTP/2's preface (h2c with prior knowledge), HTTP/2 on the
+// same port, so a browser's many event and reply streams are not capped at
+// six connections per host. HTTP/2 over TLS needs a TLS listener, which a
+// TLS-terminating proxy in front of Luna provides.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
+		Protocols:         &protocols,
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -373,7 +385,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.logger.Info("shutting down: running replies may finish", "timeout", a.cfg.ShutdownTimeout)
-	graceCtx, cancelGrace := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	graceCtx, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	var stopping sync.WaitGroup
 	stopping.Go(func() { a.chat.Shutdown(graceCtx) }) // refuses new sends; interrupts what is still running at the deadline
 	stopping.Go(func() {
@@ -386,7 +398,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	stopping.Wait()
 	cancelGrace()
 	a.api.CloseStreams()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		srv.Close()

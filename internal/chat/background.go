@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,7 +24,11 @@ func (s *Service) Recover(ctx context.Context) {
 	// One process owns a SQLite database: every running reply left in it
 	// belongs to a process that is gone. On PostgreSQL, those whose lease
 	// lapsed.
-	n, err := s.interruptOrphans(ctx, s.db.Dialect == store.SQLite)
+	interrupt := s.interruptExpired
+	if s.db.Dialect == store.SQLite {
+		interrupt = s.interruptAllOthers
+	}
+	n, err := interrupt(ctx)
 	if err != nil {
 		s.logger.Error("interrupt orphaned replies", "err", err)
 	} else if n > 0 {
@@ -49,7 +54,12 @@ func (s *Service) Run(ctx context.Context) {
 				s.logger.Error("persist running replies", "err", err)
 			}
 		case <-sweep.C:
-			if _, err := s.interruptOrphans(ctx, false); err != nil && ctx.Err() == nil {
+			// Each run is bounded, so that a stuck query cannot stall
+			// the loop (and the flushes it runs) for long.
+			runCtx, cancel := context.WithTimeout(ctx, max(s.cfg.SweepInterval, minSweepTimeout))
+			_, err := s.interruptExpired(runCtx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				s.logger.Error("interrupt orphaned replies", "err", err)
 			}
 		}
@@ -232,19 +242,34 @@ func (e *engine) pollStops(ctx context.Context) error {
 	return rows.Err()
 }
 
-// interruptOrphans marks running replies of other instances whose lease
-// expired (or, with all, every running reply not owned by this process)
-// interrupted, keeping their persisted text, and releases their credits.
-// This instance's own replies are alive while it runs, even when a slow
-// database delayed their renewal.
-func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
+// minSweepTimeout is the least time a sweep run gets, however short the
+// sweep interval (tests use very short ones).
+const minSweepTimeout = 10 * time.Second
+
+// interruptExpired marks running replies of other instances whose lease
+// expired interrupted, keeping their persisted text, and releases their
+// credits. This instance's own replies are alive while it runs, even when a
+// slow database delayed their renewal.
+func (s *Service) interruptExpired(ctx context.Context) (int, error) {
+	return s.interruptOrphans(ctx, `lease_expires_at < {now}`, 200)
+}
+
+// interruptAllOthers interrupts every running reply not owned by this
+// process, whatever its lease: with SQLite one process owns the database,
+// so they were all left by a previous run.
+func (s *Service) interruptAllOthers(ctx context.Context) (int, error) {
+	return s.interruptOrphans(ctx, `TRUE`, 1000)
+}
+
+// interruptOrphans interrupts up to limit running replies, not of this
+// process, that orphan selects ({now} stands for the current time).
+func (s *Service) interruptOrphans(ctx context.Context, orphan string, limit int) (int, error) {
 	now := store.NowMillis(s.now())
-	query := `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND lease_expires_at < $1
-		AND COALESCE(lease_owner, '') <> $2 LIMIT 200`
-	args := []any{now, s.engine.instanceID}
-	if all {
-		query = `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $1 LIMIT 1000`
-		args = []any{s.engine.instanceID}
+	query := `SELECT id FROM messages WHERE status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $1
+		AND ` + strings.ReplaceAll(orphan, "{now}", "$2") + ` LIMIT ` + strconv.Itoa(limit)
+	args := []any{s.engine.instanceID}
+	if strings.Contains(orphan, "{now}") {
+		args = append(args, now)
 	}
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -265,7 +290,7 @@ func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
 	}
 	count := 0
 	for _, id := range ids {
-		m, ok, err := s.interruptOrphan(ctx, id, now, all)
+		m, ok, err := s.interruptOrphan(ctx, id, now, orphan)
 		if err != nil {
 			return count, err
 		}
@@ -284,21 +309,16 @@ func (s *Service) interruptOrphans(ctx context.Context, all bool) (int, error) {
 	return count, nil
 }
 
-func (s *Service) interruptOrphan(ctx context.Context, id string, now int64, all bool) (Message, bool, error) {
+func (s *Service) interruptOrphan(ctx context.Context, id string, now int64, orphan string) (Message, bool, error) {
 	var m Message
 	ok := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Another instance's reply whose lease expired; with all, any
-		// reply not of this process.
-		query := `UPDATE messages SET status = 'interrupted', error_code = 'interrupted',
+		// Still running, not of this process, and still an orphan.
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET status = 'interrupted', error_code = 'interrupted',
 				error_message = 'The server stopped before the reply finished.', lease_owner = NULL,
 				lease_expires_at = NULL, completed_at = $3, updated_at = $3
-			WHERE id = $1 AND status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $2`
-		args := []any{id, s.engine.instanceID, now}
-		if !all {
-			query += ` AND lease_expires_at < $3`
-		}
-		res, err := tx.ExecContext(ctx, query, args...)
+			WHERE id = $1 AND status IN ('pending', 'streaming') AND COALESCE(lease_owner, '') <> $2
+			AND `+strings.ReplaceAll(orphan, "{now}", "$3"), id, s.engine.instanceID, now)
 		if err != nil {
 			return fmt.Errorf("interrupt reply %s: %w", id, err)
 		}
@@ -406,7 +426,7 @@ func (e *engine) generateTitle(conv Conversation, g *generation, reply string) {
 				question = g.history[i].Content
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.TitleTimeout)
+		ctx, cancel := context.WithTimeout(e.life, e.s.cfg.TitleTimeout)
 		defer cancel()
 		var b strings.Builder
 		// A title asks the model like a reply does: it takes one of the
@@ -429,7 +449,7 @@ func (e *engine) generateTitle(conv Conversation, g *generation, reply string) {
 			}
 			title = fallbackTitle(question)
 		}
-		bg := context.Background()
+		bg := e.life
 		res, err := e.s.db.ExecContext(bg, `UPDATE conversations SET title = $2, title_generated = TRUE
 			WHERE id = $1 AND title = ''`, conv.ID, title)
 		if err != nil {

@@ -96,6 +96,10 @@ func (g *generation) stop(reason string) {
 type engine struct {
 	s          *Service
 	instanceID string
+	// life is the context of the engine's own work, which outlives the
+	// requests that start it: generations, their final commit, titles.
+	// Shutdown stops generations through their own contexts.
+	life context.Context
 
 	mu       sync.Mutex
 	gens     map[string]*generation
@@ -105,7 +109,7 @@ type engine struct {
 }
 
 func newEngine(s *Service, instanceID string) *engine {
-	return &engine{s: s, instanceID: instanceID, gens: map[string]*generation{}, slots: map[string]chan struct{}{}}
+	return &engine{s: s, instanceID: instanceID, life: context.Background(), gens: map[string]*generation{}, slots: map[string]chan struct{}{}}
 }
 
 // acquireModelSlot waits for one of the model's upstream slots, so that one
@@ -148,7 +152,7 @@ func (e *engine) get(messageID string) *generation {
 // generation belongs to the server: it goes on when the client that sent it
 // disconnects. A continued reply starts from its stored text.
 func (e *engine) start(reply Message, p replyPlan) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.s.cfg.MaxDuration)
+	ctx, cancel := context.WithTimeout(e.life, e.s.cfg.MaxDuration)
 	g := &generation{reply: reply, model: p.model, history: p.history, prompt: p.prompt, count: p.count, continuing: p.continuing,
 		ctx: ctx, cancel: cancel, status: StatusPending, changed: make(chan struct{}), leaseAt: e.s.now(), holdAt: e.s.now()}
 	if p.continuing {
@@ -314,7 +318,7 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 		return
 	}
 
-	ctx := context.Background()
+	ctx := e.life
 	// The followers' signal, then the user's events, in one statement.
 	var b events.Batch
 	b.Message(final.ID)
@@ -333,7 +337,7 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 // store commits the final state: message, credits and conversation
 // together.
 func (e *engine) store(g *generation, o outcome, text, finishReason string) (Message, error) {
-	ctx := context.Background()
+	ctx := e.life
 	now := e.s.now()
 	var final Message
 	err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {

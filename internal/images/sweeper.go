@@ -19,7 +19,7 @@ import (
 // than a hold's lifetime must not void their holds.
 func (s *Service) Recover(ctx context.Context) {
 	if s.db.Dialect == store.SQLite {
-		if n, err := s.requeueOrphans(ctx, true); err != nil {
+		if n, err := s.requeueAllOthers(ctx); err != nil {
 			s.logger.Error("re-queue orphaned image jobs", "err", err)
 		} else if n > 0 {
 			s.logger.Info("re-queued image jobs left by the previous run", "count", n)
@@ -69,20 +69,35 @@ func (s *Service) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			if _, err := s.requeueOrphans(ctx, false); err != nil && ctx.Err() == nil {
+			// Each run is bounded, so that a stuck query cannot hold up the
+			// sweeper for long.
+			runCtx, cancel := context.WithTimeout(ctx, max(s.cfg.SweepInterval, 10*time.Second))
+			_, err := s.requeueExpired(runCtx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				s.logger.Error("re-queue orphaned image jobs", "err", err)
 			}
 		}
 	}
 }
 
-func (s *Service) requeueOrphans(ctx context.Context, all bool) (int, error) {
+// requeueExpired re-queues processing jobs whose lease lapsed: their
+// instance died.
+func (s *Service) requeueExpired(ctx context.Context) (int, error) {
 	now := store.NowMillis(s.now())
-	// orphan selects jobs whose instance is gone; %s is its placeholder.
-	orphan, arg := `lease_expires_at < %s`, any(now)
-	if all {
-		orphan, arg = `COALESCE(lease_owner, '') <> %s`, s.instanceID
-	}
+	return s.requeue(ctx, `lease_expires_at < %s`, now, now)
+}
+
+// requeueAllOthers re-queues every processing job not leased by this
+// process: with SQLite, one process owns the database, so they are all
+// left by a previous run.
+func (s *Service) requeueAllOthers(ctx context.Context) (int, error) {
+	return s.requeue(ctx, `COALESCE(lease_owner, '') <> %s`, s.instanceID, store.NowMillis(s.now()))
+}
+
+// requeue re-queues the processing jobs that orphan selects (a condition
+// on arg; %s is its placeholder).
+func (s *Service) requeue(ctx context.Context, orphan string, arg any, now int64) (int, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id FROM image_jobs WHERE status = 'processing' AND `+fmt.Sprintf(orphan, "$1")+` LIMIT 100`, arg)
 	if err != nil {
 		return 0, fmt.Errorf("find orphaned image jobs: %w", err)
