@@ -297,7 +297,9 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 				break
 			}
 			e.s.logger.Error("store finished reply", "message_id", g.reply.ID, "attempt", attempt+1, "err", storeErr)
-			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+			if sleepCtx(e.life, time.Duration(attempt+1)*200*time.Millisecond) != nil {
+				break
+			}
 		}
 		leaseLost = storeErr != nil
 	}
