@@ -3,7 +3,6 @@ package preflight_test
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,54 +16,21 @@ import (
 	"luna/internal/app"
 	"luna/internal/blob"
 	"luna/internal/clerk/clerktest"
+	"luna/internal/imagegen/comfywire"
 	"luna/internal/imagegen/imagegentest"
 	"luna/internal/llm/llmtest"
 	"luna/internal/preflight"
 )
 
-// objectInfo answers GET /object_info as ComfyUI does (shared/reference
-// comfyui-protocol.md): one entry per node class, combo inputs as
-// [[choice…], {…}] (legacy) or ["COMBO", {"options": […]}] (V3 nodes).
-// Only the classes of the built-in FLUX schnell workflow, minus drop.
-func objectInfo(t *testing.T, drop, checkpoint string) *httptest.Server {
+// comfyUI is the ComfyUI fake, its GET /object_info (the built-in
+// workflow's node classes) changed by edit when it is not nil.
+func comfyUI(t *testing.T, edit func(map[string]comfywire.NodeClass)) *imagegentest.ComfyUIFake {
 	t.Helper()
-	str := []any{"STRING", map[string]any{"multiline": true}}
-	link := func(typ string) []any { return []any{typ} }
-	classes := map[string]map[string]any{
-		"CheckpointLoaderSimple": {"ckpt_name": []any{[]string{checkpoint, "sd_xl_base_1.0.safetensors"}, map[string]any{}}},
-		"CLIPTextEncode":         {"text": str, "clip": link("CLIP")},
-		"EmptySD3LatentImage":    {"width": []any{"INT", map[string]any{"default": 1024}}, "height": []any{"INT", map[string]any{}}, "batch_size": []any{"INT", map[string]any{}}},
-		"KSampler": {
-			"model": link("MODEL"), "seed": []any{"INT", map[string]any{}}, "steps": []any{"INT", map[string]any{}},
-			"cfg": []any{"FLOAT", map[string]any{}}, "positive": link("CONDITIONING"), "negative": link("CONDITIONING"),
-			"latent_image": link("LATENT"), "denoise": []any{"FLOAT", map[string]any{}},
-			"sampler_name": []any{"COMBO", map[string]any{"options": []string{"euler", "dpmpp_2m"}}},
-			"scheduler":    []any{[]string{"normal", "simple"}, map[string]any{}},
-		},
-		"VAEDecode": {"samples": link("LATENT"), "vae": link("VAE")},
-		"SaveImage": {"images": link("IMAGE"), "filename_prefix": []any{"STRING", map[string]any{"default": "ComfyUI"}}},
+	f := imagegentest.NewComfyUI(t)
+	if edit != nil {
+		f.EditObjectInfo(edit)
 	}
-	info := map[string]any{}
-	for name, required := range classes {
-		if name == drop {
-			continue
-		}
-		info[name] = map[string]any{
-			"input": map[string]any{"required": required, "optional": map[string]any{}, "hidden": map[string]any{}},
-			"name":  name, "display_name": name, "category": "test", "output_node": name == "SaveImage",
-			"output": []string{}, "output_is_list": []bool{}, "output_name": []string{}, "python_module": "nodes",
-		}
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || r.URL.Path != "/object_info" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(info) // the client sees a cut body
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	return f
 }
 
 // modelsFile writes a models file with one model at baseURL.
@@ -107,9 +73,11 @@ func s3Config(t *testing.T) (blob.S3Config, bool) {
 func TestRun(t *testing.T) {
 	t.Parallel()
 	llm := llmtest.New(t)
-	comfy := objectInfo(t, "", "flux1-schnell-fp8.safetensors")
-	noKSampler := objectInfo(t, "KSampler", "flux1-schnell-fp8.safetensors")
-	noCheckpoint := objectInfo(t, "", "flux1-dev.safetensors")
+	comfy := comfyUI(t, nil)
+	noKSampler := comfyUI(t, func(info map[string]comfywire.NodeClass) { delete(info, "KSampler") })
+	noCheckpoint := comfyUI(t, func(info map[string]comfywire.NodeClass) {
+		info["CheckpointLoaderSimple"].Input.Required["ckpt_name"] = []any{[]string{"flux1-dev.safetensors"}, map[string]any{}}
+	})
 	runpod := imagegentest.NewRunpod(t)
 	clerkFake := clerktest.New(t)
 	emptyJWKS := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -24,9 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +33,7 @@ import (
 	"golang.org/x/image/font/opentype"
 
 	"luna/internal/imagegen"
+	"luna/internal/imagegen/comfywire"
 )
 
 // Version is what GET /system_stats reports as comfyui_version.
@@ -153,38 +152,8 @@ func NewHandler(opts Options) http.Handler {
 // ServeHTTP routes the request.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-// apiError is one error in ComfyUI's shape {type, message, details, extra_info}.
-type apiError struct {
-	Type      string         `json:"type"`
-	Message   string         `json:"message"`
-	Details   string         `json:"details"`
-	ExtraInfo map[string]any `json:"extra_info"`
-}
-
-// nodeError is one entry of node_errors.
-type nodeError struct {
-	Errors           []apiError `json:"errors"`
-	DependentOutputs []string   `json:"dependent_outputs"`
-	ClassType        string     `json:"class_type"`
-}
-
-// writeError answers 400 in ComfyUI's shape {"error": …, "node_errors": …}.
-func writeError(w http.ResponseWriter, e apiError, nodeErrors map[string]nodeError) {
-	if e.ExtraInfo == nil {
-		e.ExtraInfo = map[string]any{}
-	}
-	if nodeErrors == nil {
-		nodeErrors = map[string]nodeError{}
-	}
-	writeJSON(w, http.StatusBadRequest, map[string]any{"error": e, "node_errors": nodeErrors})
-}
-
 // writeJSON answers status with v as JSON.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { comfywire.WriteJSON(w, status, v) }
 
 // node is one decoded workflow node.
 type node struct {
@@ -195,27 +164,23 @@ type node struct {
 func (h *handler) postPrompt(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
-		writeError(w, apiError{Type: "invalid_prompt", Message: "Request body too large or unreadable", Details: err.Error()}, nil)
+		comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt", Message: "Request body too large or unreadable", Details: err.Error()}, nil)
 		return
 	}
-	var req struct {
-		Prompt   json.RawMessage `json:"prompt"`
-		ClientID string          `json:"client_id"`
-		PromptID *string         `json:"prompt_id"`
-	}
+	var req comfywire.PromptRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, apiError{Type: "invalid_prompt", Message: "Request body is not valid JSON", Details: err.Error()}, nil)
+		comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt", Message: "Request body is not valid JSON", Details: err.Error()}, nil)
 		return
 	}
 	if len(req.Prompt) == 0 || string(req.Prompt) == "null" {
-		writeError(w, apiError{Type: "no_prompt", Message: "No prompt provided", Details: "No prompt provided"}, nil)
+		comfywire.WriteError(w, comfywire.Error{Type: "no_prompt", Message: "No prompt provided", Details: "No prompt provided"}, nil)
 		return
 	}
 	id := uuid.NewString()
 	if req.PromptID != nil {
 		id = *req.PromptID
-		if u, err := uuid.Parse(id); err != nil || u.String() != id {
-			writeError(w, apiError{Type: "invalid_prompt_id", Message: "Invalid prompt_id", Details: "prompt_id must be a canonical lowercase UUID"}, nil)
+		if !comfywire.CanonicalUUID(id) {
+			comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt_id", Message: "Invalid prompt_id", Details: "prompt_id must be a canonical lowercase UUID"}, nil)
 			return
 		}
 	}
@@ -223,28 +188,28 @@ func (h *handler) postPrompt(w http.ResponseWriter, r *http.Request) {
 	dec.UseNumber()
 	var graph map[string]node
 	if err := dec.Decode(&graph); err != nil {
-		writeError(w, apiError{Type: "invalid_prompt", Message: "Prompt is not an API-format workflow", Details: err.Error()}, nil)
+		comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt", Message: "Prompt is not an API-format workflow", Details: err.Error()}, nil)
 		return
 	}
 	var outputs []string
 	for nodeID, n := range graph {
 		if n.ClassType == "" {
-			writeError(w, apiError{Type: "invalid_prompt", Message: "Cannot execute because a node is missing the class_type property.",
+			comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt", Message: "Cannot execute because a node is missing the class_type property.",
 				Details: "Node ID '#" + nodeID + "'", ExtraInfo: map[string]any{"node_id": nodeID}}, nil)
 			return
 		}
-		if n.ClassType == "SaveImage" || n.ClassType == "PreviewImage" {
+		if comfywire.IsOutputClass(n.ClassType) {
 			outputs = append(outputs, nodeID)
 		}
 	}
 	if len(outputs) == 0 {
-		writeError(w, apiError{Type: "prompt_no_outputs", Message: "Prompt has no outputs", Details: ""}, nil)
+		comfywire.WriteError(w, comfywire.Error{Type: "prompt_no_outputs", Message: "Prompt has no outputs", Details: ""}, nil)
 		return
 	}
-	sortNodeIDs(outputs)
+	comfywire.SortNodeIDs(outputs)
 	j, nodeErrors := h.readJob(graph, outputs)
 	if len(nodeErrors) > 0 {
-		writeError(w, apiError{Type: "prompt_outputs_failed_validation", Message: "Prompt outputs failed validation", Details: firstDetails(nodeErrors)}, nodeErrors)
+		comfywire.WriteError(w, comfywire.Error{Type: "prompt_outputs_failed_validation", Message: "Prompt outputs failed validation", Details: firstDetails(nodeErrors)}, nodeErrors)
 		return
 	}
 	j.id = id
@@ -257,15 +222,15 @@ func (h *handler) postPrompt(w http.ResponseWriter, r *http.Request) {
 	}
 	number := h.add(j, prefix)
 	h.logger.InfoContext(r.Context(), "demo image queued", "prompt_id", j.id, "width", j.width, "height", j.height)
-	writeJSON(w, http.StatusOK, map[string]any{"prompt_id": j.id, "number": number, "node_errors": map[string]any{}})
+	writeJSON(w, http.StatusOK, comfywire.PromptResponse{PromptID: j.id, Number: number, NodeErrors: map[string]any{}})
 }
 
 // readJob reads the prompt, size and seed from the graph where the default
 // mapping puts them.
-func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[string]nodeError) {
+func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[string]comfywire.NodeError) {
 	j := &job{width: min(defaultSide, h.maxSide), height: min(defaultSide, h.maxSide), seed: "0"}
-	nodeErrors := map[string]nodeError{}
-	fail := func(ref imagegen.InputRef, classType string, e apiError) {
+	nodeErrors := map[string]comfywire.NodeError{}
+	fail := func(ref imagegen.InputRef, classType string, e comfywire.Error) {
 		if e.ExtraInfo == nil {
 			e.ExtraInfo = map[string]any{"input_name": ref.Input}
 		}
@@ -280,10 +245,10 @@ func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[st
 	n, ok := graph[ref.Node]
 	switch text, isText := n.Inputs[ref.Input].(string); {
 	case !ok:
-		fail(ref, "CLIPTextEncode", apiError{Type: "required_input_missing", Message: "Required input is missing",
+		fail(ref, "CLIPTextEncode", comfywire.Error{Type: "required_input_missing", Message: "Required input is missing",
 			Details: fmt.Sprintf("the demo image model reads the prompt from node %s, input %s, and the workflow has no node %s", ref.Node, ref.Input, ref.Node)})
 	case !isText:
-		fail(ref, n.ClassType, apiError{Type: "invalid_input_type", Message: "Input is not a string",
+		fail(ref, n.ClassType, comfywire.Error{Type: "invalid_input_type", Message: "Input is not a string",
 			Details: fmt.Sprintf("%s: the demo image model needs the prompt text as a string", ref.Input)})
 	default:
 		j.prompt = text
@@ -305,11 +270,11 @@ func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[st
 			if _, isLink := v.([]any); isLink {
 				return
 			}
-			fail(ref, n.ClassType, apiError{Type: "invalid_input_type", Message: "Input is not an integer", Details: fmt.Sprintf("%s: %v", ref.Input, v)})
+			fail(ref, n.ClassType, comfywire.Error{Type: "invalid_input_type", Message: "Input is not an integer", Details: fmt.Sprintf("%s: %v", ref.Input, v)})
 		case px < minSide:
-			fail(ref, n.ClassType, apiError{Type: "value_smaller_than_min", Message: "Value smaller than min", Details: fmt.Sprintf("%s: %d < %d", ref.Input, px, minSide)})
+			fail(ref, n.ClassType, comfywire.Error{Type: "value_smaller_than_min", Message: "Value smaller than min", Details: fmt.Sprintf("%s: %d < %d", ref.Input, px, minSide)})
 		case px > h.maxSide:
-			fail(ref, n.ClassType, apiError{Type: "value_bigger_than_max", Message: "Value bigger than max", Details: fmt.Sprintf("%s: %d > %d", ref.Input, px, h.maxSide)})
+			fail(ref, n.ClassType, comfywire.Error{Type: "value_bigger_than_max", Message: "Value bigger than max", Details: fmt.Sprintf("%s: %d > %d", ref.Input, px, h.maxSide)})
 		default:
 			*dst = px
 		}
@@ -323,7 +288,7 @@ func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[st
 			if seed, err := strconv.ParseUint(num.String(), 10, 64); err == nil {
 				j.seed = strconv.FormatUint(seed, 10)
 			} else {
-				fail(ref, n.ClassType, apiError{Type: "value_smaller_than_min", Message: "Value smaller than min", Details: fmt.Sprintf("%s: %s is not an integer in 0…2^64-1", ref.Input, num)})
+				fail(ref, n.ClassType, comfywire.Error{Type: "value_smaller_than_min", Message: "Value smaller than min", Details: fmt.Sprintf("%s: %s is not an integer in 0…2^64-1", ref.Input, num)})
 			}
 		}
 	}
@@ -331,12 +296,12 @@ func (h *handler) readJob(graph map[string]node, outputs []string) (*job, map[st
 }
 
 // firstDetails returns the details of the first node error, for the top-level error.
-func firstDetails(nodeErrors map[string]nodeError) string {
+func firstDetails(nodeErrors map[string]comfywire.NodeError) string {
 	ids := make([]string, 0, len(nodeErrors))
 	for id := range nodeErrors {
 		ids = append(ids, id)
 	}
-	sortNodeIDs(ids)
+	comfywire.SortNodeIDs(ids)
 	for _, id := range ids {
 		for _, e := range nodeErrors[id].Errors {
 			return e.Message + ": " + e.Details
@@ -376,27 +341,13 @@ func (h *handler) done(j *job) bool { return !h.now().Before(j.doneAt) }
 
 // entry is j's history entry. h.mu is held.
 func (h *handler) entry(j *job) map[string]any {
-	var graph any
-	_ = json.Unmarshal(j.graph, &graph)
-	start, end := j.created.UnixMilli(), j.doneAt.UnixMilli()
-	return map[string]any{
-		"prompt": []any{j.number, j.id, graph, j.extra, []string{j.outputNode}},
-		"outputs": map[string]any{j.outputNode: map[string]any{
-			"images": []any{map[string]any{"filename": j.filename, "subfolder": "", "type": "output"}},
-		}},
-		"status": map[string]any{
-			"status_str": "success",
-			"completed":  true,
-			"messages": []any{
-				[]any{"execution_start", map[string]any{"prompt_id": j.id, "timestamp": start}},
-				[]any{"execution_cached", map[string]any{"nodes": []any{}, "prompt_id": j.id, "timestamp": start}},
-				[]any{"execution_success", map[string]any{"prompt_id": j.id, "timestamp": end}},
-			},
-		},
-		"meta": map[string]any{j.outputNode: map[string]any{
-			"node_id": j.outputNode, "display_node": j.outputNode, "parent_node": nil, "real_node_id": j.outputNode,
-		}},
-	}
+	images := map[string][]comfywire.ImageRef{j.outputNode: {{Filename: j.filename, Type: "output"}}}
+	return comfywire.SuccessEntry(queueItem(j), j.id, images, j.created.UnixMilli(), j.doneAt.UnixMilli())
+}
+
+// queueItem is j's queue and history tuple.
+func queueItem(j *job) []any {
+	return comfywire.QueueItem(j.number, j.id, j.graph, j.extra, []string{j.outputNode})
 }
 
 func (h *handler) getPrompt(w http.ResponseWriter, r *http.Request) {
@@ -408,7 +359,9 @@ func (h *handler) getPrompt(w http.ResponseWriter, r *http.Request) {
 			remaining++
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"exec_info": map[string]any{"queue_remaining": remaining}})
+	var info comfywire.PromptInfo
+	info.ExecInfo.QueueRemaining = remaining
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (h *handler) getHistoryID(w http.ResponseWriter, r *http.Request) {
@@ -463,11 +416,9 @@ func (h *handler) getQueue(w http.ResponseWriter, r *http.Request) {
 		if h.done(j) {
 			continue
 		}
-		var graph any
-		_ = json.Unmarshal(j.graph, &graph)
-		running = append(running, []any{j.number, j.id, graph, j.extra, []string{j.outputNode}})
+		running = append(running, queueItem(j))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"queue_running": running, "queue_pending": []any{}})
+	writeJSON(w, http.StatusOK, comfywire.Queue{Running: running, Pending: []any{}})
 }
 
 // postQueue accepts {"delete": […]} and {"clear": true}. Demo prompts start
@@ -486,26 +437,15 @@ func (h *handler) postInterrupt(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) getView(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	name, typ := q.Get("filename"), q.Get("type")
-	if typ == "" {
-		typ = "output"
-	}
-	if typ != "output" && typ != "input" && typ != "temp" {
-		w.WriteHeader(http.StatusBadRequest)
+	ref, status := comfywire.ParseView(r.URL.Query())
+	if status != 0 {
+		w.WriteHeader(status)
 		return
 	}
-	if !q.Has("filename") {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
+	name := ref.Filename
 	h.mu.Lock()
 	var j *job
-	if id, ok := h.files[name]; ok && typ == "output" && q.Get("subfolder") == "" {
+	if id, ok := h.files[name]; ok && ref.Type == "output" && ref.Subfolder == "" {
 		if candidate := h.jobs[id]; h.done(candidate) {
 			j = candidate
 		}
@@ -559,21 +499,4 @@ func safePrefix(p string) bool {
 		}
 	}
 	return true
-}
-
-// sortNodeIDs sorts node ids numerically where they are numbers.
-func sortNodeIDs(ids []string) {
-	slices.SortFunc(ids, func(a, b string) int {
-		na, errA := strconv.Atoi(a)
-		nb, errB := strconv.Atoi(b)
-		switch {
-		case errA == nil && errB == nil:
-			return cmp.Compare(na, nb)
-		case errA == nil:
-			return -1
-		case errB == nil:
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
 }

@@ -9,14 +9,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"luna/internal/imagegen/comfywire"
 )
 
 // ComfyUISubmission is one POST /prompt body the fake received.
@@ -67,6 +66,7 @@ type ComfyUIFake struct {
 	interrupts    []string // prompt_id of each POST /interrupt; "" for a global one
 	unauthorized  int
 	requestsTotal int
+	objectInfo    map[string]comfywire.NodeClass
 }
 
 // comfyJob is one queued prompt.
@@ -90,6 +90,7 @@ func NewComfyUI(t testing.TB) *ComfyUIFake {
 		jobs:        map[string]*comfyJob{},
 		files:       map[string]string{},
 		counts:      map[string]int{},
+		objectInfo:  fluxSchnellObjectInfo(),
 	}
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"", "/api"} {
@@ -102,6 +103,7 @@ func NewComfyUI(t testing.TB) *ComfyUIFake {
 		mux.HandleFunc("POST "+prefix+"/interrupt", f.postInterrupt)
 		mux.HandleFunc("GET "+prefix+"/view", f.getView)
 		mux.HandleFunc("GET "+prefix+"/system_stats", f.getSystemStats)
+		mux.HandleFunc("GET "+prefix+"/object_info", f.getObjectInfo)
 	}
 	handler := f.guard(mux)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -281,28 +283,13 @@ func (f *ComfyUIFake) Enqueue(promptID string, graph map[string]any) {
 	f.queue(promptID, raw, map[string]any{"client_id": "earlier-process"}, graph)
 }
 
-// comfyErrorBody is ComfyUI's 400 answer.
-func comfyErrorBody(typ, message, details string, nodeErrors map[string]any) map[string]any {
-	if nodeErrors == nil {
-		nodeErrors = map[string]any{}
-	}
-	return map[string]any{
-		"error":       map[string]any{"type": typ, "message": message, "details": details, "extra_info": map[string]any{}},
-		"node_errors": nodeErrors,
-	}
-}
-
 func (f *ComfyUIFake) postPrompt(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
 	if err != nil {
 		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	var req struct {
-		Prompt   json.RawMessage `json:"prompt"`
-		ClientID string          `json:"client_id"`
-		PromptID *string         `json:"prompt_id"`
-	}
+	var req comfywire.PromptRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		// aiohttp's request.json() raises and nothing catches it.
 		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
@@ -320,46 +307,44 @@ func (f *ComfyUIFake) postPrompt(w http.ResponseWriter, r *http.Request) {
 	f.counts[sub.PromptID]++
 
 	if len(req.Prompt) == 0 || string(req.Prompt) == "null" {
-		writeJSON(w, http.StatusBadRequest, comfyErrorBody("no_prompt", "No prompt provided", "No prompt provided", nil))
+		comfywire.WriteError(w, comfywire.Error{Type: "no_prompt", Message: "No prompt provided", Details: "No prompt provided"}, nil)
 		return
 	}
 	id := sub.PromptID
 	if req.PromptID == nil {
 		id = uuid.NewString()
-	} else if !canonicalUUID(id) { // newer ComfyUI requires this form
-		writeJSON(w, http.StatusBadRequest, comfyErrorBody("invalid_prompt_id", "Invalid prompt_id", "prompt_id must be a canonical lowercase UUID", nil))
+	} else if !comfywire.CanonicalUUID(id) { // newer ComfyUI requires this form
+		comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt_id", Message: "Invalid prompt_id", Details: "prompt_id must be a canonical lowercase UUID"}, nil)
 		return
 	}
 	graph, ok := decodeGraph(req.Prompt)
 	if !ok {
-		writeJSON(w, http.StatusBadRequest, comfyErrorBody("invalid_prompt", "Cannot execute because a node is missing the class_type property.", "", nil))
+		comfywire.WriteError(w, comfywire.Error{Type: "invalid_prompt", Message: "Cannot execute because a node is missing the class_type property."}, nil)
 		return
 	}
 	if len(outputNodes(graph)) == 0 {
-		writeJSON(w, http.StatusBadRequest, comfyErrorBody("prompt_no_outputs", "Prompt has no outputs", "", nil))
+		comfywire.WriteError(w, comfywire.Error{Type: "prompt_no_outputs", Message: "Prompt has no outputs"}, nil)
 		return
 	}
 	if f.reject {
-		nodeErrors := map[string]any{"30": map[string]any{
-			"errors": []any{map[string]any{
-				"type": "value_not_in_list", "message": "Value not in list",
-				"details": "ckpt_name: 'flux1-schnell-fp8.safetensors' not in []",
-				"extra_info": map[string]any{"input_name": "ckpt_name", "input_config": []any{[]any{}, map[string]any{"tooltip": "The name of the checkpoint (model) to load."}},
+		nodeErrors := map[string]comfywire.NodeError{"30": {
+			Errors: []comfywire.Error{{
+				Type: "value_not_in_list", Message: "Value not in list",
+				Details: "ckpt_name: 'flux1-schnell-fp8.safetensors' not in []",
+				ExtraInfo: map[string]any{"input_name": "ckpt_name", "input_config": []any{[]any{}, map[string]any{"tooltip": "The name of the checkpoint (model) to load."}},
 					"received_value": "flux1-schnell-fp8.safetensors"},
 			}},
-			"dependent_outputs": []any{"9"}, "class_type": "CheckpointLoaderSimple",
+			DependentOutputs: []string{"9"}, ClassType: "CheckpointLoaderSimple",
 		}}
-		writeJSON(w, http.StatusBadRequest, comfyErrorBody("prompt_outputs_failed_validation", "Prompt outputs failed validation",
-			"Value not in list: ckpt_name: 'flux1-schnell-fp8.safetensors' not in []", nodeErrors))
+		comfywire.WriteError(w, comfywire.Error{Type: "prompt_outputs_failed_validation", Message: "Prompt outputs failed validation",
+			Details: "Value not in list: ckpt_name: 'flux1-schnell-fp8.safetensors' not in []"}, nodeErrors)
 		return
 	}
 	if _, exists := f.jobs[id]; exists {
 		// Current server.py: PromptQueue.put refuses a known id (queued,
 		// running or in history), after validation and numbering.
 		f.number++
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(http.StatusConflict)
-		_, _ = io.WriteString(w, `{"error": "prompt_id already exists"}`)
+		comfywire.WritePromptIDExists(w)
 		return
 	}
 	extra := map[string]any{"client_id": req.ClientID}
@@ -368,7 +353,7 @@ func (f *ComfyUIFake) postPrompt(w http.ResponseWriter, r *http.Request) {
 	case f.submitted <- id:
 	default:
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"prompt_id": id, "number": number, "node_errors": map[string]any{}})
+	writeJSON(w, http.StatusOK, comfywire.PromptResponse{PromptID: id, Number: number, NodeErrors: map[string]any{}})
 }
 
 // queue adds a pending prompt and returns its number. f.mu is held.
@@ -402,18 +387,11 @@ func outputNodes(graph map[string]any) []string {
 	var ids []string
 	for id, n := range graph {
 		node, _ := n.(map[string]any)
-		if ct, _ := node["class_type"].(string); ct == "SaveImage" || ct == "PreviewImage" {
+		if ct, _ := node["class_type"].(string); comfywire.IsOutputClass(ct) {
 			ids = append(ids, id)
 		}
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, errA := strconv.Atoi(ids[i])
-		b, errB := strconv.Atoi(ids[j])
-		if errA == nil && errB == nil {
-			return a < b
-		}
-		return ids[i] < ids[j]
-	})
+	comfywire.SortNodeIDs(ids)
 	return ids
 }
 
@@ -426,7 +404,9 @@ func (f *ComfyUIFake) getPrompt(w http.ResponseWriter, r *http.Request) {
 			pending++
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"exec_info": map[string]any{"queue_remaining": pending}})
+	var info comfywire.PromptInfo
+	info.ExecInfo.QueueRemaining = pending
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (f *ComfyUIFake) getHistoryID(w http.ResponseWriter, r *http.Request) {
@@ -467,61 +447,28 @@ func (f *ComfyUIFake) running() *comfyJob {
 // interrupt ends j as ComfyUI does an interrupted prompt: a history entry
 // with status_str "error" and an execution_interrupted message. f.mu is held.
 func (f *ComfyUIFake) interrupt(j *comfyJob) {
-	now := time.Now().UnixMilli()
-	var graph any
-	_ = json.Unmarshal(j.graph, &graph)
-	j.entry = map[string]any{
-		"prompt":  []any{j.number, j.id, graph, j.extra, j.outputs},
-		"outputs": map[string]any{},
-		"meta":    map[string]any{},
-		"status": map[string]any{"status_str": "error", "completed": false, "messages": []any{
-			[]any{"execution_start", map[string]any{"prompt_id": j.id, "timestamp": now}},
-			[]any{"execution_cached", map[string]any{"nodes": []any{}, "prompt_id": j.id, "timestamp": now}},
-			[]any{"execution_interrupted", map[string]any{"prompt_id": j.id, "node_id": "31", "node_type": "KSampler",
-				"executed": []any{"30", "27", "6", "33"}, "timestamp": now}},
-		}},
-	}
+	j.entry = comfywire.InterruptedEntry(queueItem(j), j.id, time.Now().UnixMilli(), samplerNode)
 }
+
+// samplerNode is where the built-in workflow's runs fail or are
+// interrupted: the sampler, after the loaders and the text encoder.
+var samplerNode = comfywire.FailedNode{ID: "31", ClassType: "KSampler", Executed: []string{"30", "27", "6", "33"}}
 
 // complete writes the history entry of j. f.mu is held.
 func (f *ComfyUIFake) complete(j *comfyJob) {
 	now := time.Now().UnixMilli()
-	var graph any
-	_ = json.Unmarshal(j.graph, &graph)
-	entry := map[string]any{
-		"prompt": []any{j.number, j.id, graph, j.extra, j.outputs},
-		"meta":   map[string]any{},
-	}
-	messages := []any{
-		[]any{"execution_start", map[string]any{"prompt_id": j.id, "timestamp": now}},
-		[]any{"execution_cached", map[string]any{"nodes": []any{}, "prompt_id": j.id, "timestamp": now}},
-	}
 	if f.execError != "" {
-		messages = append(messages, []any{"execution_error", map[string]any{
-			"prompt_id": j.id, "node_id": "31", "node_type": "KSampler", "executed": []any{"30", "27", "6", "33"},
-			"exception_message": f.execError, "exception_type": "RuntimeError",
-			"traceback":      []any{"Traceback (most recent call last):\n", "  File \"execution.py\", line 496, in execute\n", "RuntimeError: " + f.execError + "\n"},
-			"current_inputs": map[string]any{}, "current_outputs": map[string]any{}, "timestamp": now,
-		}})
-		entry["outputs"] = map[string]any{}
-		entry["status"] = map[string]any{"status_str": "error", "completed": false, "messages": messages}
-		j.entry = entry
+		j.entry = comfywire.ErrorEntry(queueItem(j), j.id, now, samplerNode, f.execError)
 		return
 	}
-	outputs := map[string]any{}
-	meta := map[string]any{}
+	images := map[string][]comfywire.ImageRef{}
 	for _, node := range j.outputs {
 		f.fileCounter++
 		name := fmt.Sprintf("ComfyUI_%05d_.png", f.fileCounter)
 		f.files[name] = j.id
-		outputs[node] = map[string]any{"images": []any{map[string]any{"filename": name, "subfolder": "", "type": "output"}}}
-		meta[node] = map[string]any{"node_id": node, "display_node": node, "parent_node": nil, "real_node_id": node}
+		images[node] = []comfywire.ImageRef{{Filename: name, Type: "output"}}
 	}
-	messages = append(messages, []any{"execution_success", map[string]any{"prompt_id": j.id, "timestamp": now}})
-	entry["outputs"] = outputs
-	entry["meta"] = meta
-	entry["status"] = map[string]any{"status_str": "success", "completed": true, "messages": messages}
-	j.entry = entry
+	j.entry = comfywire.SuccessEntry(queueItem(j), j.id, images, now, now)
 }
 
 func (f *ComfyUIFake) getHistory(w http.ResponseWriter, r *http.Request) {
@@ -538,9 +485,7 @@ func (f *ComfyUIFake) getHistory(w http.ResponseWriter, r *http.Request) {
 
 // queueItem is a queue tuple [number, prompt_id, graph, extra_data, outputs_to_execute].
 func queueItem(j *comfyJob) []any {
-	var graph any
-	_ = json.Unmarshal(j.graph, &graph)
-	return []any{j.number, j.id, graph, j.extra, j.outputs}
+	return comfywire.QueueItem(j.number, j.id, j.graph, j.extra, j.outputs)
 }
 
 func (f *ComfyUIFake) getQueue(w http.ResponseWriter, r *http.Request) {
@@ -557,14 +502,11 @@ func (f *ComfyUIFake) getQueue(w http.ResponseWriter, r *http.Request) {
 			pending = append(pending, queueItem(j))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"queue_running": running, "queue_pending": pending})
+	writeJSON(w, http.StatusOK, comfywire.Queue{Running: running, Pending: pending})
 }
 
 func (f *ComfyUIFake) postQueue(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Delete []string `json:"delete"`
-		Clear  bool     `json:"clear"`
-	}
+	var req comfywire.QueueRequest
 	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -582,9 +524,7 @@ func (f *ComfyUIFake) postQueue(w http.ResponseWriter, r *http.Request) {
 // only if it is the running one (else nothing happens); no prompt_id, or a
 // body that is not JSON, interrupts whatever runs. Always 200, empty.
 func (f *ComfyUIFake) postInterrupt(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		PromptID string `json:"prompt_id"`
-	}
+	var req comfywire.InterruptRequest
 	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -596,28 +536,17 @@ func (f *ComfyUIFake) postInterrupt(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *ComfyUIFake) getView(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	name, typ := q.Get("filename"), q.Get("type")
-	if typ == "" {
-		typ = "output"
-	}
-	if typ != "output" && typ != "input" && typ != "temp" {
-		w.WriteHeader(http.StatusBadRequest)
+	ref, status := comfywire.ParseView(r.URL.Query())
+	if status != 0 {
+		w.WriteHeader(status)
 		return
 	}
-	if !q.Has("filename") {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
+	name := ref.Filename
 	f.mu.Lock()
 	_, ok := f.files[name]
 	img := bytes.Clone(f.image)
 	f.mu.Unlock()
-	if !ok || typ != "output" || q.Get("subfolder") != "" {
+	if !ok || ref.Type != "output" || ref.Subfolder != "" {
 		w.WriteHeader(http.StatusNotFound)
 		return
 	}
@@ -640,8 +569,52 @@ func (f *ComfyUIFake) getSystemStats(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// canonicalUUID reports whether s is a UUID in canonical lowercase form.
-func canonicalUUID(s string) bool {
-	u, err := uuid.Parse(s)
-	return err == nil && u.String() == s
+// EditObjectInfo changes what GET /object_info answers: by default the node
+// classes of the built-in FLUX schnell workflow, with its checkpoint among
+// CheckpointLoaderSimple's choices.
+func (f *ComfyUIFake) EditObjectInfo(edit func(info map[string]comfywire.NodeClass)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	edit(f.objectInfo)
+}
+
+func (f *ComfyUIFake) getObjectInfo(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	writeJSON(w, http.StatusOK, f.objectInfo)
+}
+
+// FluxCheckpoint is the checkpoint the built-in workflow loads.
+const FluxCheckpoint = "flux1-schnell-fp8.safetensors"
+
+// fluxSchnellObjectInfo is GET /object_info for the node classes of the
+// built-in workflow, shaped as ComfyUI answers it (shared/reference
+// comfyui-protocol.md): combo inputs both as [[choice…], {…}] (legacy) and
+// ["COMBO", {"options": […]}] (V3 nodes).
+func fluxSchnellObjectInfo() map[string]comfywire.NodeClass {
+	str := []any{"STRING", map[string]any{"multiline": true}}
+	link := func(typ string) []any { return []any{typ} }
+	classes := map[string]map[string]any{
+		"CheckpointLoaderSimple": {"ckpt_name": []any{[]string{FluxCheckpoint, "sd_xl_base_1.0.safetensors"}, map[string]any{}}},
+		"CLIPTextEncode":         {"text": str, "clip": link("CLIP")},
+		"EmptySD3LatentImage":    {"width": []any{"INT", map[string]any{"default": 1024}}, "height": []any{"INT", map[string]any{}}, "batch_size": []any{"INT", map[string]any{}}},
+		"KSampler": {
+			"model": link("MODEL"), "seed": []any{"INT", map[string]any{}}, "steps": []any{"INT", map[string]any{}},
+			"cfg": []any{"FLOAT", map[string]any{}}, "positive": link("CONDITIONING"), "negative": link("CONDITIONING"),
+			"latent_image": link("LATENT"), "denoise": []any{"FLOAT", map[string]any{}},
+			"sampler_name": []any{"COMBO", map[string]any{"options": []string{"euler", "dpmpp_2m"}}},
+			"scheduler":    []any{[]string{"normal", "simple"}, map[string]any{}},
+		},
+		"VAEDecode": {"samples": link("LATENT"), "vae": link("VAE")},
+		"SaveImage": {"images": link("IMAGE"), "filename_prefix": []any{"STRING", map[string]any{"default": "ComfyUI"}}},
+	}
+	info := map[string]comfywire.NodeClass{}
+	for name, required := range classes {
+		info[name] = comfywire.NodeClass{
+			Input: comfywire.NodeInputs{Required: required, Optional: map[string]any{}, Hidden: map[string]any{}},
+			Name:  name, DisplayName: name, Category: "test", OutputNode: comfywire.IsOutputClass(name),
+			Output: []string{}, OutputIsList: []bool{}, OutputName: []string{}, PythonModule: "nodes",
+		}
+	}
+	return info
 }
