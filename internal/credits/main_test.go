@@ -1,0 +1,13 @@
+package credits_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests when a goroutine outlives them (the
+// sweeper's, say).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
