@@ -271,3 +271,115 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("percentile of nothing = %d, want 0", got)
 	}
 }
+
+// TestRelaySlowRequestWrite is the relay on a busy machine: its outbound
+// connection sends the request body's bytes at once, but the transport's
+// write loop is scheduled again only after the relay has begun its answer
+// (here: a connection whose Write returns once the client has the
+// relay's response headers). The relay must not hand the transport a body
+// that the server closes when the answer begins: the stream must arrive
+// whole, [DONE] included.
+func TestRelaySlowRequestWrite(t *testing.T) {
+	reply := newReplyText(5)
+	up := newUpstream(reply, 1000, 0)
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upSrv := up.server()
+	go upSrv.Serve(upLn) // ends with Close
+	defer upSrv.Close()
+
+	answered := make(chan struct{}) // the client has the relay's headers
+	dialer := &net.Dialer{}
+	rl := &relay{upstream: baseURL(upLn), client: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &lateWriteConn{Conn: conn, release: answered}, nil
+		},
+	}}}
+	relayLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relaySrv := rl.server()
+	go relaySrv.Serve(relayLn) // ends with Close
+	defer relaySrv.Close()
+
+	body := `{"model":"` + upstreamModel + `","messages":[{"role":"user","content":"hi"}],"stream":true}`
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Post(baseURL(relayLn)+"/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	close(answered)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("relay answered %s", resp.Status)
+	}
+	sse := newSSEReader(resp.Body)
+	for {
+		ev, err := sse.next()
+		if err != nil {
+			t.Fatalf("stream ended before [DONE]: %v", err)
+		}
+		if string(ev.data) == "[DONE]" {
+			return
+		}
+	}
+}
+
+// lateWriteConn sends every write at once but, past the request line and
+// headers, returns only when release is closed (or after a while): the
+// writing goroutine is late, the bytes are not.
+type lateWriteConn struct {
+	net.Conn
+	release <-chan struct{}
+}
+
+func (c *lateWriteConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err == nil && !bytes.HasPrefix(p, []byte("POST ")) {
+		select {
+		case <-c.release:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return n, err
+}
+
+// TestRelayUpstreamCut checks that the relay passes a cut on: when the
+// upstream's connection breaks mid-stream, the client's stream breaks too
+// (it does not end cleanly, as if the upstream had finished).
+func TestRelayUpstreamCut(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"a\":1}\n\n") // test server
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // mid-stream, no end of the chunked body
+		}
+	}))
+	defer upstream.Close()
+	rl := &relay{upstream: upstream.URL + "/v1", client: upstream.Client()}
+	relaySrv := httptest.NewServer(rl.server().Handler)
+	defer relaySrv.Close()
+
+	resp, err := relaySrv.Client().Post(relaySrv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sse := newSSEReader(resp.Body)
+	if ev, err := sse.next(); err != nil || string(ev.data) != `{"a":1}` {
+		t.Fatalf("first event = %q, %v", ev.data, err)
+	}
+	if _, err := sse.next(); err == nil || errors.Is(err, io.EOF) {
+		t.Errorf("after the upstream's cut: %v, want a broken stream (not a clean end)", err)
+	}
+}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 )
@@ -24,13 +26,27 @@ func (rl *relay) server() *http.Server {
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 
+// maxRequestBytes bounds a request body the relay reads.
+const maxRequestBytes = 1 << 20
+
 func (rl *relay) chatCompletions(w http.ResponseWriter, r *http.Request) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, rl.upstream+"/chat/completions", r.Body)
+	// The body is read whole before the upstream request is sent, as any
+	// proxy that routes on the model does. Handing r.Body itself to the
+	// transport races: the transport's write loop reads it once more (for
+	// EOF) after its bytes are on the wire, while the server closes it as
+	// soon as this handler begins its answer; a write loop that comes last
+	// fails with "invalid Read on closed Body" and closes the upstream
+	// connection mid-stream.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	if err != nil {
+		http.Error(w, "relay: read request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, rl.upstream+"/chat/completions", bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	req.ContentLength = r.ContentLength
 	for _, h := range []string{"Content-Type", "Accept", "Authorization"} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
@@ -45,24 +61,29 @@ func (rl *relay) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
-	// An error below is the client or the upstream going away: the
-	// stream just ends, as it would through any proxy.
 	in := bufio.NewReaderSize(resp.Body, 4<<10)
 	midLine := false // the last read ended inside a long line
 	for {
 		line, err := in.ReadSlice('\n')
 		if len(line) > 0 {
 			if _, werr := w.Write(line); werr != nil {
-				return
+				return // the client went away
 			}
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			midLine = true
 			continue
 		}
-		if err != nil {
-			rc.Flush() // the stream ends either way
+		if errors.Is(err, io.EOF) {
+			rc.Flush() // the upstream's stream ended: so does ours
 			return
+		}
+		if err != nil {
+			// The upstream's stream broke (or the client went away):
+			// break the client's too, rather than end it cleanly as if
+			// the upstream had finished.
+			rc.Flush()
+			panic(http.ErrAbortHandler)
 		}
 		if !midLine && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {
 			// A blank line ends an event: one flush sends it.
