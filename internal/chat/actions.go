@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"luna"
+	"luna/internal/credits"
 	"luna/internal/events"
 	"luna/internal/store"
 )
@@ -175,8 +176,8 @@ func (s *Service) act(ctx context.Context, req ActionRequest) (ActionResult, err
 
 	var retried ActionResult
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
-			return fmt.Errorf("lock user: %w", err)
+		if err := credits.LockUserTx(ctx, tx, req.UserID); err != nil {
+			return err
 		}
 		if req.ClientRequestID != "" {
 			// A retry may have committed while this one waited for the lock.

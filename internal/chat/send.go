@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"luna"
+	"luna/internal/credits"
 	"luna/internal/events"
 	"luna/internal/store"
 )
@@ -81,8 +82,8 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Lock the user's row: this user's sends count their running
 		// replies one after the other (SQLite serialises anyway).
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
-			return fmt.Errorf("lock user: %w", err)
+		if err := credits.LockUserTx(ctx, tx, req.UserID); err != nil {
+			return err
 		}
 		if req.ClientMessageID != "" {
 			// A retry of this send may have committed while this one

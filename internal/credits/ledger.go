@@ -141,6 +141,17 @@ type Querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// LockUserTx locks the user's row until tx ends, so that this user's
+// requests that count their work in progress (running replies, queued
+// images) and then hold credits do so one after the other. PostgreSQL
+// takes the row lock; SQLite serialises writers anyway.
+func LockUserTx(ctx context.Context, tx *sql.Tx, userID string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, userID); err != nil {
+		return fmt.Errorf("lock user: %w", err)
+	}
+	return nil
+}
+
 // BalanceTx returns a user's credits as seen by q.
 func BalanceTx(ctx context.Context, q Querier, userID string) (luna.Credits, error) {
 	var c luna.Credits

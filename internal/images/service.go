@@ -125,8 +125,8 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Lock the user's row so that concurrent requests count the queue
 		// one after the other (SQLite serialises anyway).
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, req.UserID); err != nil {
-			return fmt.Errorf("lock user: %w", err)
+		if err := credits.LockUserTx(ctx, tx, req.UserID); err != nil {
+			return err
 		}
 		if req.ClientRequestID != "" {
 			// A retry of this request may have committed while this one
