@@ -69,6 +69,30 @@ func (s *Service) GetConversation(ctx context.Context, userID, id string) (Conve
 	return c, nil
 }
 
+// CheckConversationOwner returns nil when the conversation exists and
+// belongs to the user, and ErrConversationNotFound otherwise (also for an
+// id that is not one). Other packages (images) ask this rather than read
+// the conversations table themselves; q is the database or a transaction.
+func CheckConversationOwner(ctx context.Context, q Querier, userID, id string) error {
+	if !luna.ValidID(id) {
+		return ErrConversationNotFound
+	}
+	var owner string
+	err := q.QueryRowContext(ctx, `SELECT user_id FROM conversations WHERE id = $1`, id).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != userID) {
+		return ErrConversationNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("check conversation: %w", err)
+	}
+	return nil
+}
+
+// Querier is what read helpers need: a *sql.DB or a *sql.Tx.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // ListConversations returns the user's conversations, most recently
 // updated first, and the cursor of the next page ("" at the end).
 func (s *Service) ListConversations(ctx context.Context, userID string, page Page) ([]Conversation, string, error) {

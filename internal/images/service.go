@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"luna"
+	"luna/internal/chat"
 	"luna/internal/credits"
 	"luna/internal/cursor"
 	"luna/internal/events"
@@ -104,16 +105,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 		}
 	}
 	if req.ConversationID != "" {
-		if !luna.ValidID(req.ConversationID) {
-			return Job{}, &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."}
-		}
-		var owner string
-		err := s.db.QueryRowContext(ctx, `SELECT user_id FROM conversations WHERE id = $1`, req.ConversationID).Scan(&owner)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != req.UserID) {
-			return Job{}, &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."}
-		}
-		if err != nil {
-			return Job{}, fmt.Errorf("check conversation: %w", err)
+		// The conversations table is chat's: ask it.
+		if err := chat.CheckConversationOwner(ctx, s.db, req.UserID, req.ConversationID); err != nil {
+			return Job{}, err
 		}
 	}
 	now := s.now()
