@@ -114,16 +114,6 @@ type Page struct {
 	Cursor string // from a previous page's NextCursor
 }
 
-func (p Page) limit(def int) (int, error) {
-	switch {
-	case p.Limit == 0:
-		return def, nil
-	case p.Limit < 1 || p.Limit > 100:
-		return 0, luna.Errorf(luna.CodeInvalidRequest, "limit must be between 1 and 100.")
-	}
-	return p.Limit, nil
-}
-
 // preview shortens a message for conversation lists, in plain words.
 func preview(content string) string {
 	content = strings.Join(strings.Fields(plainPreview(content)), " ")

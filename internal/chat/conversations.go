@@ -96,21 +96,11 @@ type Querier interface {
 // ListConversations returns the user's conversations, most recently
 // updated first, and the cursor of the next page ("" at the end).
 func (s *Service) ListConversations(ctx context.Context, userID string, page Page) ([]Conversation, string, error) {
-	limit, err := page.limit(30)
+	keyset, err := cursor.NewKeyset("updated_at", page.Limit, 30, page.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	query := `SELECT ` + conversationColumns + ` FROM conversations WHERE user_id = $1`
-	args := []any{userID}
-	if page.Cursor != "" {
-		c, err := cursor.Parse(page.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		query += ` AND (updated_at < $2 OR (updated_at = $2 AND id < $3))`
-		args = append(args, c.At, c.ID)
-	}
-	query += fmt.Sprintf(` ORDER BY updated_at DESC, id DESC LIMIT %d`, limit+1)
+	query, args := keyset.SQL(`SELECT `+conversationColumns+` FROM conversations WHERE user_id = $1`, []any{userID})
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list conversations: %w", err)
@@ -127,12 +117,9 @@ func (s *Service) ListConversations(ctx context.Context, userID string, page Pag
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list conversations: %w", err)
 	}
-	next := ""
-	if len(list) > limit {
-		list = list[:limit]
-		last := list[limit-1]
-		next = cursor.Cursor{At: store.NowMillis(last.UpdatedAt), ID: last.ID}.String()
-	}
+	list, next := cursor.Next(list, keyset.Limit, func(c Conversation) cursor.Cursor {
+		return cursor.Cursor{At: store.NowMillis(c.UpdatedAt), ID: c.ID}
+	})
 	return list, next, nil
 }
 
@@ -166,7 +153,7 @@ func (s *Service) RenameConversation(ctx context.Context, userID, id, title stri
 // ones first time, then older pages through the cursor. Each carries its
 // versions.
 func (s *Service) ListMessages(ctx context.Context, userID, conversationID string, page Page) ([]Message, string, error) {
-	limit, err := page.limit(50)
+	keyset, err := cursor.NewKeyset("created_at", page.Limit, 50, page.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
@@ -179,17 +166,8 @@ func (s *Service) ListMessages(ctx context.Context, userID, conversationID strin
 	}
 	// Along a path, children are newer than their parents: the (created_at,
 	// id) order is the path's order.
-	query := pathCTE + `SELECT ` + messageColumns + ` FROM messages WHERE id IN (SELECT id FROM shown)`
-	args := []any{conv.LeafMessageID}
-	if page.Cursor != "" {
-		c, err := cursor.Parse(page.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		query += ` AND (created_at < $2 OR (created_at = $2 AND id < $3))`
-		args = append(args, c.At, c.ID)
-	}
-	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
+	query, args := keyset.SQL(pathCTE+`SELECT `+messageColumns+` FROM messages WHERE id IN (SELECT id FROM shown)`,
+		[]any{conv.LeafMessageID})
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list messages: %w", err)
@@ -206,12 +184,9 @@ func (s *Service) ListMessages(ctx context.Context, userID, conversationID strin
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list messages: %w", err)
 	}
-	next := ""
-	if len(list) > limit {
-		list = list[:limit]
-		oldest := list[limit-1]
-		next = cursor.Cursor{At: store.NowMillis(oldest.CreatedAt), ID: oldest.ID}.String()
-	}
+	list, next := cursor.Next(list, keyset.Limit, func(m Message) cursor.Cursor {
+		return cursor.Cursor{At: store.NowMillis(m.CreatedAt), ID: m.ID}
+	})
 	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
 		list[i], list[j] = list[j], list[i]
 	}

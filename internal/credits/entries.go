@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"luna"
 	"luna/internal/cursor"
 	"luna/internal/store"
 )
@@ -71,12 +70,9 @@ type EntryPage struct {
 // and the cursor of the next page ("" at the end). Entries are ordered by
 // their id, which only grows, so pages never skip or repeat an entry.
 func (l *Ledger) ListEntries(ctx context.Context, userID string, page EntryPage) ([]Entry, string, error) {
-	limit := page.Limit
-	switch {
-	case limit == 0:
-		limit = 50
-	case limit < 1 || limit > 100:
-		return nil, "", luna.Errorf(luna.CodeInvalidRequest, "limit must be between 1 and 100.")
+	limit, err := cursor.Limit(page.Limit, 50)
+	if err != nil {
+		return nil, "", err
 	}
 	query := `SELECT id, kind, balance_delta, reserved_delta, COALESCE(reservation_id, ''), reference, note, shortfall, created_at
 		FROM credit_entries WHERE user_id = $1`
@@ -108,11 +104,7 @@ func (l *Ledger) ListEntries(ctx context.Context, userID string, page EntryPage)
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list ledger entries: %w", err)
 	}
-	next := ""
-	if len(list) > limit {
-		list = list[:limit]
-		next = cursor.Seq(list[limit-1].ID).String()
-	}
+	list, next := cursor.Next(list, limit, func(e Entry) cursor.Seq { return cursor.Seq(e.ID) })
 	return list, next, nil
 }
 

@@ -261,23 +261,11 @@ func (s *Service) Get(ctx context.Context, userID, id string) (Job, error) {
 
 // List returns the user's jobs, newest first, and the next page's cursor.
 func (s *Service) List(ctx context.Context, userID string, limit int, after string) ([]Job, string, error) {
-	if limit == 0 {
-		limit = 30
+	keyset, err := cursor.NewKeyset("created_at", limit, 30, after)
+	if err != nil {
+		return nil, "", err
 	}
-	if limit < 1 || limit > 100 {
-		return nil, "", luna.Errorf(luna.CodeInvalidRequest, "limit must be between 1 and 100.")
-	}
-	query := `SELECT ` + jobColumns + ` FROM image_jobs WHERE user_id = $1`
-	args := []any{userID}
-	if after != "" {
-		c, err := cursor.Parse(after)
-		if err != nil {
-			return nil, "", err
-		}
-		query += ` AND (created_at < $2 OR (created_at = $2 AND id < $3))`
-		args = append(args, c.At, c.ID)
-	}
-	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
+	query, args := keyset.SQL(`SELECT `+jobColumns+` FROM image_jobs WHERE user_id = $1`, []any{userID})
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list images: %w", err)
@@ -294,12 +282,9 @@ func (s *Service) List(ctx context.Context, userID string, limit int, after stri
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list images: %w", err)
 	}
-	next := ""
-	if len(list) > limit {
-		list = list[:limit]
-		last := list[limit-1]
-		next = cursor.Cursor{At: store.NowMillis(last.CreatedAt), ID: last.ID}.String()
-	}
+	list, next := cursor.Next(list, keyset.Limit, func(j Job) cursor.Cursor {
+		return cursor.Cursor{At: store.NowMillis(j.CreatedAt), ID: j.ID}
+	})
 	return list, next, nil
 }
 
