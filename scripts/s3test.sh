@@ -60,7 +60,9 @@ s3test_build() {
 s3test_free_port() {
 	local port
 	for _ in $(seq 1 50); do
-		port=$((20000 + RANDOM % 20000))
+		# Below Linux's ephemeral range (32768 and up), where outgoing
+		# connections could hold the port.
+		port=$((20000 + RANDOM % 12000))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 			echo "$port"
 			return 0

@@ -43,11 +43,15 @@ if [ -z "$PG_BIN" ]; then
 fi
 
 PG_DIR=$(mktemp -d /tmp/luna-pg.XXXXXX)
-# A free loopback port: one that nothing answers on.
-for _ in $(seq 1 50); do
-	PG_PORT=$((20000 + RANDOM % 20000))
-	if ! (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then break; fi
-done
+# pick_pg_port sets PG_PORT to a loopback port that nothing answers on,
+# below Linux's ephemeral range (32768 and up), where outgoing connections
+# could hold it; start-up still retries with another port if it is taken.
+pick_pg_port() {
+	for _ in $(seq 1 50); do
+		PG_PORT=$((20000 + RANDOM % 12000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then return; fi
+	done
+}
 
 # PostgreSQL refuses to run as root: run it as the 'postgres' user when we are root.
 as_pg() {
@@ -67,12 +71,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "starting PostgreSQL ($PG_BIN) on 127.0.0.1:$PG_PORT"
 as_pg "'$PG_BIN/initdb' -D '$PG_DIR/data' -U postgres -A trust -E UTF8 --no-sync" >"$PG_DIR/initdb.log" 2>&1 ||
 	{ cat "$PG_DIR/initdb.log" >&2; exit 1; }
-as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/server.log' -w -t 60 \
-	-o \"-p $PG_PORT -k '$PG_DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off\" start" >/dev/null ||
-	{ cat "$PG_DIR/server.log" >&2; exit 1; }
+for attempt in 1 2 3 4 5; do
+	pick_pg_port
+	log "starting PostgreSQL ($PG_BIN) on 127.0.0.1:$PG_PORT"
+	if as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/server.log' -w -t 60 \
+		-o \"-p $PG_PORT -k '$PG_DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off\" start" >/dev/null; then
+		break
+	fi
+	if [ "$attempt" -eq 5 ] || ! grep -q "could not bind" "$PG_DIR/server.log"; then
+		cat "$PG_DIR/server.log" >&2
+		exit 1
+	fi
+	log "port $PG_PORT is taken; trying another"
+done
 
 # Chromium for the web app's browser tests (Debian's package; the test
 # tools never download a browser of their own).
