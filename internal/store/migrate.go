@@ -40,20 +40,34 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 	return provider.GetDBVersion(ctx)
 }
 
+// Migrations returns a dialect's embedded migration files (storetest names
+// its migrated template databases after their hash).
+func Migrations(dialect Dialect) (fs.FS, error) {
+	dir := "migrations/sqlite"
+	if dialect == Postgres {
+		dir = "migrations/postgres"
+	}
+	fsys, err := fs.Sub(migrations, dir)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return fsys, nil
+}
+
 func (db *DB) migrationProvider() (*goose.Provider, error) {
-	dir, gooseDialect := "migrations/sqlite", goose.DialectSQLite3
+	gooseDialect := goose.DialectSQLite3
 	var opts []goose.ProviderOption
 	if db.Dialect == Postgres {
-		dir, gooseDialect = "migrations/postgres", goose.DialectPostgres
+		gooseDialect = goose.DialectPostgres
 		locker, err := lock.NewPostgresSessionLocker()
 		if err != nil {
 			return nil, fmt.Errorf("migration lock: %w", err)
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	fsys, err := fs.Sub(migrations, dir)
+	fsys, err := Migrations(db.Dialect)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, err
 	}
 	provider, err := goose.NewProvider(gooseDialect, db.DB, fsys, opts...)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 // Several instances starting at once against one PostgreSQL must not trip
 // over each other's migrations.
 func TestConcurrentMigrationsPostgres(t *testing.T) {
-	url := storetest.URL(t, store.Postgres)
+	url := storetest.EmptyURL(t, store.Postgres)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 5)

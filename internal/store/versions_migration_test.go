@@ -16,7 +16,7 @@ func TestMessageVersionsMigrationLinksExistingMessages(t *testing.T) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(string(dialect), func(t *testing.T) {
 			ctx := context.Background()
-			db, err := store.Open(ctx, storetest.URL(t, dialect), t.TempDir())
+			db, err := store.Open(ctx, storetest.EmptyURL(t, dialect), t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
