@@ -66,7 +66,7 @@ func TestBuiltInAccounts(t *testing.T) {
 func TestInviteOnlySignupOverHTTP(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
 		s := newTestServer(t, dialect, func(c *app.Config) { c.SignupMode = accounts.SignupInvite })
-		svc, err := accounts.NewService(s.app.DB(), s.app.Ledger(), accounts.Config{SignupMode: accounts.SignupInvite})
+		svc, err := accounts.NewService(s.app.DB(), s.ledger(), accounts.Config{SignupMode: accounts.SignupInvite})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestMeShowsReservedCredits(t *testing.T) {
 		s := newTestServer(t, dialect, nil)
 		token := s.signup("a@example.com")
 		me := s.do("GET", "/v1/me", token, nil).json(t)
-		_, err := s.app.Ledger().Reserve(context.Background(), credits.ReserveRequest{UserID: me["id"].(string), Amount: 300, TTL: 3600e9})
+		_, err := s.ledger().Reserve(context.Background(), credits.ReserveRequest{UserID: me["id"].(string), Amount: 300, TTL: 3600e9})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestGrantIsPublished(t *testing.T) {
 		t.Fatalf("first event = %v", ev)
 	}
 	me := s.do("GET", "/v1/me", token, nil).json(t)
-	if _, err := s.app.Ledger().Grant(context.Background(), credits.GrantRequest{UserID: me["id"].(string), Amount: 25}); err != nil {
+	if _, err := s.ledger().Grant(context.Background(), credits.GrantRequest{UserID: me["id"].(string), Amount: 25}); err != nil {
 		t.Fatal(err)
 	}
 	ev, ok := events.next()

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -51,37 +50,15 @@ system_prompt = "You are a test model."
 // easy to check, and give it a short first-token timeout.
 const testModelKeys = "credits_per_1k_tokens = 1000\nfirst_token_timeout = \"2s\""
 
-// newChatServer starts Luna with the fake upstream as its model and runs
-// the chat engine's background work.
+// newChatServer starts Luna with the fake upstream as its model.
 func newChatServer(t *testing.T, dialect store.Dialect, fake *llmtest.Fake, configure func(*app.Config)) *testServer {
 	t.Helper()
-	dbURL := ""
-	s := newTestServer(t, dialect, func(c *app.Config) {
+	return newTestServer(t, dialect, func(c *app.Config) {
 		c.ModelsFile = modelsFile(t, fake.BaseURL(), testModelKeys)
 		c.Chat = fastChat
 		if configure != nil {
 			configure(c)
 		}
-		dbURL = c.DatabaseURL
-	})
-	s.dbURL = dbURL
-	s.runBackground()
-	return s
-}
-
-func (s *testServer) runBackground() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := s.app.RunBackground(ctx); err != nil {
-			s.t.Errorf("background work: %v", err)
-		}
-	}()
-	s.t.Cleanup(func() {
-		s.app.Chat().Shutdown(context.Background())
-		cancel()
-		<-done
 	})
 }
 

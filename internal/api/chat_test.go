@@ -35,7 +35,7 @@ func decode(t *testing.T, data string) map[string]any {
 
 func wantAuditClean(t *testing.T, s *testServer) {
 	t.Helper()
-	report, err := s.app.Ledger().Audit(context.Background())
+	report, err := s.ledger().Audit(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,6 @@ func TestChatRetryBeforeFirstTokenBacksOff(t *testing.T) {
 				c.Chat = fastChat
 				c.Chat.RetryBackoff = backoff
 			})
-			s.runBackground()
 			return s, s.signup("a@example.com")
 		}
 		t.Run("waits", func(t *testing.T) {

@@ -84,7 +84,6 @@ func TestDemoModeEndToEnd(t *testing.T) {
 			// busy machine under the race detector.
 			c.Images.Jobs.Timeout = time.Minute
 		})
-		s.runBackground()
 		token := s.signup("demo@example.com")
 
 		r := s.do("POST", "/v1/conversations", token, map[string]string{"modelId": app.DemoModelID})

@@ -6,16 +6,19 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"luna/internal/app"
+	"luna/internal/credits"
 	"luna/internal/store"
 	"luna/internal/store/storetest"
 )
 
-// testServer is a whole Luna (app.New) behind real HTTP on loopback.
+// testServer is a whole Luna (app.New) served as production serves it
+// (Listen + Serve: background work, demo endpoints, graceful shutdown) on
+// loopback.
 type testServer struct {
 	t     *testing.T
 	app   *app.App
@@ -25,10 +28,13 @@ type testServer struct {
 
 // newTestServer starts Luna on a fresh database of the given dialect.
 // configure may change the defaults (built-in accounts, open sign-up).
+// The test's cleanup stops Serve the way SIGTERM does and waits for it to
+// return; a failing shutdown fails the test.
 func newTestServer(t *testing.T, dialect store.Dialect, configure func(*app.Config)) *testServer {
 	t.Helper()
 	cfg := app.Config{
 		DatabaseURL: storetest.URL(t, dialect), DataDir: t.TempDir(),
+		Addr: "127.0.0.1:0", ShutdownTimeout: 2 * time.Second,
 		Auth: "local", SignupMode: "open", InitialCredits: 1000, AuthRateLimit: 1000,
 	}
 	if configure != nil {
@@ -38,12 +44,22 @@ func newTestServer(t *testing.T, dialect store.Dialect, configure func(*app.Conf
 	if err != nil {
 		t.Fatalf("start luna: %v", err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	ln, err := a.Listen()
+	if err != nil {
+		a.Close()
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
 	t.Cleanup(func() {
-		srv.Close()
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 		a.Close()
 	})
-	return &testServer{t: t, app: a, url: srv.URL}
+	return &testServer{t: t, app: a, url: "http://" + ln.Addr().String(), dbURL: cfg.DatabaseURL}
 }
 
 // response is a decoded answer.
@@ -149,3 +165,7 @@ func forEachDialect(t *testing.T, fn func(t *testing.T, dialect store.Dialect)) 
 		})
 	}
 }
+
+// ledger is a credit ledger on the server's database, for setting up and
+// auditing balances behind the API's back.
+func (s *testServer) ledger() *credits.Ledger { return credits.NewLedger(s.app.DB()) }

@@ -34,7 +34,6 @@ func newComfyServer(t *testing.T, dialect store.Dialect, fake *imagegentest.Comf
 			configure(c)
 		}
 	})
-	s.runBackground()
 	return s
 }
 
@@ -254,7 +253,6 @@ func TestImageOnRunpod(t *testing.T) {
 				c.Images.Backend, c.Images.RunpodEndpointURL, c.Images.RunpodAPIKey = "runpod", fake.EndpointURL, fake.APIKey
 				fastImages(c)
 			})
-			s.runBackground()
 			token := s.signup("a@example.com")
 			job := s.createImage(token, map[string]any{"prompt": "a dog", "resolution": 1024}).json(t)
 			return s, fake, token, s.waitImage(token, job["id"].(string))

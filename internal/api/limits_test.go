@@ -287,7 +287,6 @@ func TestTitleRequestsCountTowardTheModelCap(t *testing.T) {
 			c.Chat.MaxRunningPerModel = 1
 			c.Chat.TitleTimeout = time.Minute // a title waiting for the slot must not fall back
 		})
-		s.runBackground()
 		token := s.signup("a@example.com")
 		first, second := s.newConversation(token), s.newConversation(token)
 		s.waitFinal(token, s.send(token, first, "weather?"))

@@ -49,7 +49,7 @@ func (s *testServer) sweepUntil(done <-chan struct{}) {
 			case <-done:
 				return
 			case <-time.After(50 * time.Millisecond):
-				if _, err := s.app.Ledger().SweepExpired(context.Background(), 100); err != nil {
+				if _, err := s.ledger().SweepExpired(context.Background(), 100); err != nil {
 					s.t.Errorf("sweep: %v", err)
 					return
 				}

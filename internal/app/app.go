@@ -277,42 +277,11 @@ func newInstanceID() string {
 	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
 }
 
-// Handler is the HTTP handler of the API, the web app and the local image
-// files.
-func (a *App) Handler() http.Handler { return a.handler }
-
-// Chat is the app's chat service.
-func (a *App) Chat() *chat.Service { return a.chat }
-
-// RunBackground runs the chat engine's and image jobs' background work
-// until ctx ends (Serve does this itself; tests that use Handler call it),
-// then stops the image workers.
-func (a *App) RunBackground(ctx context.Context) error {
-	a.chat.Recover(ctx)
-	a.images.Recover(ctx)
-	if err := a.images.Start(ctx); err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { a.chat.Run(ctx) })
-	wg.Go(func() { a.images.Run(ctx) })
-	wg.Wait()
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return a.images.Stop(stopCtx)
-}
-
-// Images is the app's image service.
-func (a *App) Images() *images.Service { return a.images }
-
 // Routes lists the API's routes.
 func (a *App) Routes() []api.RouteInfo { return a.api.Routes() }
 
 // DB is the app's database.
 func (a *App) DB() *store.DB { return a.db }
-
-// Ledger is the app's credit ledger.
-func (a *App) Ledger() *credits.Ledger { return a.ledger }
 
 // Close stops the event listener and the demo endpoints and releases the
 // database.

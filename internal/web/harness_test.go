@@ -61,6 +61,7 @@ func startLuna(t *testing.T, opts lunaOptions) *luna {
 	ctx := context.Background()
 	cfg := app.Config{
 		DatabaseURL: storetest.URL(t, store.SQLite), DataDir: t.TempDir(),
+		Addr: "127.0.0.1:0", ShutdownTimeout: 2 * time.Second,
 		Auth: "local", SignupMode: "open", InitialCredits: 1000, AuthRateLimit: 1000, UserRateLimit: 1000,
 		Chat: fastChat,
 	}
@@ -76,28 +77,25 @@ func startLuna(t *testing.T, opts lunaOptions) *luna {
 	if err != nil {
 		t.Fatalf("start luna: %v", err)
 	}
-	srv := httptest.NewUnstartedServer(a.Handler())
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.Start()
-	l := &luna{t: t, app: a, direct: srv.URL, url: srv.URL, fake: opts.fake}
-	bgCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := a.RunBackground(bgCtx); err != nil && bgCtx.Err() == nil {
-			t.Errorf("background work: %v", err)
-		}
-	}()
+	ln, err := a.Listen()
+	if err != nil {
+		a.Close()
+		t.Fatalf("listen: %v", err)
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(serveCtx, ln) }()
+	url := "http://" + ln.Addr().String()
+	l := &luna{t: t, app: a, direct: url, url: url, fake: opts.fake}
 	t.Cleanup(func() {
-		a.Chat().Shutdown(context.Background())
-		cancel()
-		<-done
-		srv.CloseClientConnections() // event streams would keep Close waiting
-		srv.Close()
+		stop() // as SIGTERM does: graceful shutdown, event streams closed
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 		a.Close()
 	})
 	if opts.proxy {
-		l.proxy = newCutProxy(t, srv.URL)
+		l.proxy = newCutProxy(t, url)
 		l.url = l.proxy.srv.URL
 	}
 	return l
