@@ -194,3 +194,26 @@ func TestServeH2C(t *testing.T) {
 		t.Errorf("%d connections accepted, want every request and stream on one", n)
 	}
 }
+
+// TestServeEndsRightAway: a server stopped before its image worker has
+// started (a test that ends at once, SIGTERM during start-up) still starts
+// and stops it, and Serve returns no error.
+func TestServeEndsRightAway(t *testing.T) {
+	a, err := app.New(t.Context(), app.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), Demo: true,
+		Auth: "local", SignupMode: "open", ShutdownTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("start luna: %v", err)
+	}
+	defer a.Close()
+	ln, err := a.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := a.Serve(ctx, ln); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
