@@ -166,6 +166,6 @@ func forEachDialect(t *testing.T, fn func(t *testing.T, dialect store.Dialect)) 
 	}
 }
 
-// ledger is a credit ledger on the server's database, for setting up and
-// auditing balances behind the API's back.
-func (s *testServer) ledger() *credits.Ledger { return credits.NewLedger(s.app.DB()) }
+// ledger is the server's credit ledger (its changes reach /v1/events), for
+// setting up and auditing balances behind the API's back.
+func (s *testServer) ledger() *credits.Ledger { return s.app.Ledger() }

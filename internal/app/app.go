@@ -283,6 +283,10 @@ func (a *App) Routes() []api.RouteInfo { return a.api.Routes() }
 // DB is the app's database.
 func (a *App) DB() *store.DB { return a.db }
 
+// Ledger is the app's credit ledger: its changes are published to the
+// user's clients (tests grant and adjust credits through it).
+func (a *App) Ledger() *credits.Ledger { return a.ledger }
+
 // Close stops the event listener and the demo endpoints and releases the
 // database.
 func (a *App) Close() error {

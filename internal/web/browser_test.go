@@ -397,7 +397,7 @@ func TestBrowserReadableErrors(t *testing.T) {
 	var me struct{ ID string }
 	l.do("GET", "/v1/me", token, nil, &me)
 	c := l.credits(token)
-	if _, err := credits.NewLedger(l.app.DB()).Adjust(context.Background(), credits.AdjustRequest{UserID: me.ID, Amount: -c.Available, IdempotencyKey: "drain", Note: "test"}); err != nil {
+	if _, err := l.app.Ledger().Adjust(context.Background(), credits.AdjustRequest{UserID: me.ID, Amount: -c.Available, IdempotencyKey: "drain", Note: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	b.do(chromedp.Reload()) // the balance is read afresh (an operator's adjustment sends no live event)
