@@ -162,10 +162,21 @@ async function main() {
     await page.getByTestId('drawer').getByRole('button', { name: 'Sign out' }).click();
     await page.getByText('Welcome back.').waitFor();
     await page.getByRole('link', { name: 'Create an account' }).click();
-    await page.getByLabel('Email').fill(`broke-${Date.now()}@example.com`);
+    // Wait for the sign-up screen: filling "Email" while the sign-in screen
+    // is still up types into the screen that is leaving.
+    await page.getByText('Create your account').waitFor();
+    await page.getByLabel('Password (8 characters or more)').waitFor();
+    const brokeEmail = `broke-${Date.now()}@example.com`;
+    await page.getByLabel('Email').fill(brokeEmail);
     await page.getByLabel('Password (8 characters or more)').fill('a long password');
     await page.getByLabel('Invite code').fill(invite(0));
-    await page.getByRole('button', { name: 'Create account' }).click();
+    const createAccount = page.getByRole('button', { name: 'Create account' });
+    for (let attempt = 1; !(await createAccount.isEnabled()); attempt++) {
+      if (attempt > 5) throw new Error('the sign-up form never took the email');
+      await page.getByLabel('Email').fill(brokeEmail);
+      await page.waitForTimeout(200);
+    }
+    await createAccount.click();
     await page.getByText('Pick a model.').waitFor();
     await page.getByTestId('balance').filter({ hasText: '0 credits' }).waitFor();
     await composer().fill('Can I chat for free?');
