@@ -94,6 +94,12 @@ func (s *Server) handleGetConversation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.writeConversationWithMessages(w, r, userID, c)
+}
+
+// writeConversationWithMessages answers with a conversation and the first
+// page of the messages it shows.
+func (s *Server) writeConversationWithMessages(w http.ResponseWriter, r *http.Request, userID string, c chat.Conversation) {
 	msgs, next, err := s.chat.ListMessages(r.Context(), userID, c.ID, chat.Page{})
 	if err != nil {
 		s.writeError(w, r, err)

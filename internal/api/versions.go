@@ -57,13 +57,7 @@ func (s *Server) handleSelectVersion(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	msgs, next, err := s.chat.ListMessages(r.Context(), userID, c.ID, chat.Page{})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, conversationWithMessages{ConversationJSON: chat.ConversationEvent(c),
-		Messages: listJSON[chat.MessageJSON]{Items: messageViews(msgs), NextCursor: optionalCursor(next)}})
+	s.writeConversationWithMessages(w, r, userID, c)
 }
 
 // estimateJSON is what sending a draft would hold.
