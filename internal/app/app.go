@@ -179,7 +179,8 @@ func (a *App) init(ctx context.Context) error {
 			return err
 		}
 	}
-	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, chat.WithLogger(logger))
+	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, chat.WithLogger(logger),
+		chat.WithConversationDeleteHook(images.DetachConversationTx)) // image_jobs is images' table
 	logger.Info("instance", "id", instanceID)
 
 	if err := images.MigrateQueue(ctx, a.db); err != nil {

@@ -26,8 +26,10 @@ type ConversationDeletedJSON struct {
 // messages. A reply still generating is stopped first, exactly as a user's
 // stop (charged for what was generated), so its hold is settled before its
 // message goes. The ledger keeps its entries: their references still name
-// the message and the conversation. Images made from the conversation stay
-// in the gallery with no conversation.
+// the message and the conversation. Rows of other packages that link to
+// the conversation are detached by its ConversationDeleteHooks in the same
+// transaction (images made from it stay in the gallery with no
+// conversation).
 //
 // Streams of the conversation's reply end: the stopped reply's listeners
 // get its final event, on every instance; later listeners find nothing.
@@ -63,8 +65,10 @@ func (s *Service) DeleteConversation(ctx context.Context, userID, id string) err
 			// hold must be settled by its generation, not left behind.
 			return ErrStillStopping
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE image_jobs SET conversation_id = NULL WHERE conversation_id = $1`, id); err != nil {
-			return fmt.Errorf("unlink images: %w", err)
+		for _, hook := range s.deleteHooks {
+			if err := hook(ctx, tx, id); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE conversation_id = $1`, id); err != nil {
 			return fmt.Errorf("delete messages: %w", err)

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"time"
 
@@ -99,6 +100,8 @@ type Service struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	engine   *engine
+	// deleteHooks run inside a conversation's deletion transaction.
+	deleteHooks []ConversationDeleteHook
 }
 
 // DefaultConfig is the configuration a zero Config stands for: the one
@@ -117,6 +120,18 @@ func WithLogger(logger *slog.Logger) Option { return func(s *Service) { s.logger
 
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// ConversationDeleteHook runs inside the transaction that deletes a
+// conversation, before the conversation's rows go: the package that owns a
+// table linking to conversations detaches its rows there (images unlinks
+// its jobs), so that the deletion stays one atomic step without chat
+// writing another package's table.
+type ConversationDeleteHook func(ctx context.Context, tx *sql.Tx, conversationID string) error
+
+// WithConversationDeleteHook adds a hook to every conversation deletion.
+func WithConversationDeleteHook(hook ConversationDeleteHook) Option {
+	return func(s *Service) { s.deleteHooks = append(s.deleteHooks, hook) }
+}
 
 // NewService returns a Service. instanceID names this process in
 // generation leases; it must be unique per running process.

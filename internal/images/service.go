@@ -86,18 +86,12 @@ type CreateRequest struct {
 var errRetried = errors.New("retried image request")
 
 // Create reserves the image's credits and queues its job in one
-// transaction, and returns the job (status pending).
+// transaction, and returns the job (status pending). A retry of an earlier
+// request (same ClientRequestID) returns that request's job instead.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
-	prompt := strings.TrimSpace(req.Prompt)
-	switch {
-	case prompt == "":
-		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "The prompt is empty.")
-	case utf8.RuneCountInString(prompt) > MaxPromptChars:
-		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "The prompt is longer than %d characters.", MaxPromptChars)
-	case !slices.Contains(Resolutions, req.Resolution):
-		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "resolution must be 512, 768 or 1024.")
-	case len(req.ClientRequestID) > 100:
-		return Job{}, luna.Errorf(luna.CodeInvalidRequest, "clientRequestId must be at most 100 characters.")
+	prompt, err := checkRequest(req)
+	if err != nil {
+		return Job{}, err
 	}
 	if req.ClientRequestID != "" {
 		if j, err := s.retried(ctx, s.db, req, prompt); err == nil || !errors.Is(err, ErrNotFound) {
@@ -110,72 +104,37 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 			return Job{}, err
 		}
 	}
-	now := s.now()
-	job := Job{
-		ID: uuid.Must(uuid.NewV7()).String(), UserID: req.UserID, ConversationID: req.ConversationID, Prompt: prompt,
-		Resolution: req.Resolution, Status: StatusPending, Cost: s.cfg.Cost, ClientRequestID: req.ClientRequestID,
-		Seed: randomSeed(), CreatedAt: now.UTC(),
-	}
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	job := s.newJob(req, prompt)
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Lock the user's row so that concurrent requests count the queue
 		// one after the other (SQLite serialises anyway).
 		if err := credits.LockUserTx(ctx, tx, req.UserID); err != nil {
 			return err
 		}
-		if req.ClientRequestID != "" {
-			// A retry of this request may have committed while this one
-			// waited for the lock: answer with its job, before any limit
-			// counts this request.
-			j, err := s.retried(ctx, tx, req, prompt)
-			if err == nil {
-				job = j
-				return errRetried
-			}
-			if !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
-		if req.RateLimit != nil {
-			if err := req.RateLimit(ctx, tx); err != nil {
-				return err
-			}
-		}
-		var queued int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM image_jobs WHERE user_id = $1 AND status IN ('pending', 'processing')`,
-			req.UserID).Scan(&queued); err != nil {
-			return fmt.Errorf("count queued images: %w", err)
-		}
-		if queued >= s.cfg.MaxQueuedPerUser {
-			return ErrQueueFull
-		}
-		hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
-			UserID: req.UserID, Amount: s.cfg.Cost, TTL: s.cfg.HoldTTL,
-			IdempotencyKey: "image:" + job.ID, Reference: "image:" + job.ID,
-		})
+		earlier, found, err := s.findRequestTx(ctx, tx, req, prompt)
 		if err != nil {
 			return err
 		}
-		job.ReservationID = hold.ID
-		_, err = tx.ExecContext(ctx, `INSERT INTO image_jobs (id, user_id, conversation_id, prompt, resolution, status, cost,
-				reservation_id, client_request_id, seed, created_at)
-			VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)`,
-			job.ID, job.UserID, nullString(job.ConversationID), job.Prompt, job.Resolution, job.Cost, job.ReservationID,
-			nullString(job.ClientRequestID), job.Seed, store.NowMillis(now))
-		if store.IsForeignKeyViolation(err) && job.ConversationID != "" {
-			return &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."} // deleted meanwhile
+		if found {
+			job = earlier
+			return errRetried
 		}
-		if err != nil {
-			return fmt.Errorf("insert image job: %w", err)
+		if err := s.checkLimitsTx(ctx, tx, req); err != nil {
+			return err
 		}
-		if _, err := s.river.InsertTx(ctx, tx, JobArgs{JobID: job.ID}, &river.InsertOpts{MaxAttempts: 20}); err != nil {
-			return fmt.Errorf("enqueue image job: %w", err)
+		if job.ReservationID, err = s.holdTx(ctx, tx, job); err != nil {
+			return err
 		}
-		return nil
+		if err := insertJobTx(ctx, tx, job); err != nil {
+			return err
+		}
+		return s.enqueueTx(ctx, tx, job)
 	})
 	if errors.Is(err, errRetried) {
 		return job, nil
 	}
 	if store.IsUniqueViolation(err) && req.ClientRequestID != "" {
+		// A retry committed between this request's check and its insert.
 		if j, ferr := s.retried(ctx, s.db, req, prompt); !errors.Is(ferr, ErrNotFound) {
 			return j, ferr
 		}
@@ -185,6 +144,104 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Job, error) {
 	}
 	s.published(ctx, job)
 	return job, nil
+}
+
+// checkRequest validates a request and returns its trimmed prompt.
+func checkRequest(req CreateRequest) (prompt string, err error) {
+	prompt = strings.TrimSpace(req.Prompt)
+	switch {
+	case prompt == "":
+		return "", luna.Errorf(luna.CodeInvalidRequest, "The prompt is empty.")
+	case utf8.RuneCountInString(prompt) > MaxPromptChars:
+		return "", luna.Errorf(luna.CodeInvalidRequest, "The prompt is longer than %d characters.", MaxPromptChars)
+	case !slices.Contains(Resolutions, req.Resolution):
+		return "", luna.Errorf(luna.CodeInvalidRequest, "resolution must be 512, 768 or 1024.")
+	case len(req.ClientRequestID) > 100:
+		return "", luna.Errorf(luna.CodeInvalidRequest, "clientRequestId must be at most 100 characters.")
+	}
+	return prompt, nil
+}
+
+// newJob is the pending job a request asks for, not yet stored.
+func (s *Service) newJob(req CreateRequest, prompt string) Job {
+	return Job{
+		ID: uuid.Must(uuid.NewV7()).String(), UserID: req.UserID, ConversationID: req.ConversationID, Prompt: prompt,
+		Resolution: req.Resolution, Status: StatusPending, Cost: s.cfg.Cost, ClientRequestID: req.ClientRequestID,
+		Seed: randomSeed(), CreatedAt: s.now().UTC(),
+	}
+}
+
+// findRequestTx finds the job of an earlier request with req's client id
+// that committed while this one waited for the user's lock, so that the
+// retry is answered with it before any limit counts it.
+func (s *Service) findRequestTx(ctx context.Context, tx *sql.Tx, req CreateRequest, prompt string) (Job, bool, error) {
+	if req.ClientRequestID == "" {
+		return Job{}, false, nil
+	}
+	j, err := s.retried(ctx, tx, req, prompt)
+	if errors.Is(err, ErrNotFound) {
+		return Job{}, false, nil
+	}
+	if err != nil {
+		return Job{}, false, err
+	}
+	return j, true, nil
+}
+
+// checkLimitsTx counts the request against the user's request rate and
+// refuses it when the user's queue is full.
+func (s *Service) checkLimitsTx(ctx context.Context, tx *sql.Tx, req CreateRequest) error {
+	if req.RateLimit != nil {
+		if err := req.RateLimit(ctx, tx); err != nil {
+			return err
+		}
+	}
+	var queued int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM image_jobs WHERE user_id = $1 AND status IN ('pending', 'processing')`,
+		req.UserID).Scan(&queued); err != nil {
+		return fmt.Errorf("count queued images: %w", err)
+	}
+	if queued >= s.cfg.MaxQueuedPerUser {
+		return ErrQueueFull
+	}
+	return nil
+}
+
+// holdTx reserves the job's credits and returns the hold's id.
+func (s *Service) holdTx(ctx context.Context, tx *sql.Tx, job Job) (string, error) {
+	hold, err := s.ledger.ReserveTx(ctx, tx, credits.ReserveRequest{
+		UserID: job.UserID, Amount: job.Cost, TTL: s.cfg.HoldTTL,
+		IdempotencyKey: "image:" + job.ID, Reference: "image:" + job.ID,
+	})
+	if err != nil {
+		return "", err
+	}
+	return hold.ID, nil
+}
+
+// insertJobTx stores the pending job.
+func insertJobTx(ctx context.Context, tx *sql.Tx, job Job) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO image_jobs (id, user_id, conversation_id, prompt, resolution, status, cost,
+			reservation_id, client_request_id, seed, created_at)
+		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)`,
+		job.ID, job.UserID, nullString(job.ConversationID), job.Prompt, job.Resolution, job.Cost, job.ReservationID,
+		nullString(job.ClientRequestID), job.Seed, store.NowMillis(job.CreatedAt))
+	if store.IsForeignKeyViolation(err) && job.ConversationID != "" {
+		return &luna.Error{Code: luna.CodeNotFound, Message: "Conversation not found."} // deleted meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("insert image job: %w", err)
+	}
+	return nil
+}
+
+// enqueueTx queues the River job that processes the image job, in the
+// transaction that stores it.
+func (s *Service) enqueueTx(ctx context.Context, tx *sql.Tx, job Job) error {
+	if _, err := s.river.InsertTx(ctx, tx, JobArgs{JobID: job.ID}, &river.InsertOpts{MaxAttempts: 20}); err != nil {
+		return fmt.Errorf("enqueue image job: %w", err)
+	}
+	return nil
 }
 
 func randomSeed() int64 {
@@ -313,4 +370,15 @@ func (s *Service) published(ctx context.Context, j Job) {
 	if err := s.bus.PublishUser(ctx, j.UserID, events.CreditsUpdated, ""); err != nil {
 		s.logger.Warn("publish credits event", "err", err)
 	}
+}
+
+// DetachConversationTx unlinks the jobs made from a conversation that is
+// being deleted, inside the deletion's transaction: their images stay in
+// the gallery with no conversation. It is chat's ConversationDeleteHook
+// (chat cannot import images).
+func DetachConversationTx(ctx context.Context, tx *sql.Tx, conversationID string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE image_jobs SET conversation_id = NULL WHERE conversation_id = $1`, conversationID); err != nil {
+		return fmt.Errorf("unlink images: %w", err)
+	}
+	return nil
 }
