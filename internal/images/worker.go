@@ -110,13 +110,9 @@ func (s *Service) start(ctx context.Context, j Job) (startedAt time.Time, outcom
 	now := s.now()
 	outcome = slotBusy
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET processing_image_job_id = $2
-			WHERE id = $1 AND (processing_image_job_id IS NULL OR processing_image_job_id = $2)`, j.UserID, j.ID)
-		if err != nil {
-			return fmt.Errorf("take processing slot: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
+		took, err := takeSlotTx(ctx, tx, j)
+		if err != nil || !took {
+			return err
 		}
 		var at int64
 		err = tx.QueryRowContext(ctx, `UPDATE image_jobs SET status = 'processing', started_at = COALESCE(started_at, $2),
@@ -260,9 +256,28 @@ func (s *Service) settle(ctx context.Context, tx *sql.Tx, j Job, cost int64) (cr
 	return s.ledger.SettleTx(ctx, tx, credits.SettleRequest{ReservationID: j.ReservationID, Cost: cost})
 }
 
+// takeSlotTx takes the user's one processing slot for j, or finds it
+// already j's; false when another job holds it. One statement, so two
+// jobs racing for a free slot cannot both take it: on PostgreSQL the
+// second insert waits for the first's row and then finds it taken (or
+// free again, if the first rolled back or released it); SQLite has one
+// writer.
+func takeSlotTx(ctx context.Context, tx *sql.Tx, j Job) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO image_slots (user_id, job_id) VALUES ($1, $2)
+		ON CONFLICT (user_id) DO UPDATE SET job_id = excluded.job_id WHERE image_slots.job_id = excluded.job_id`, j.UserID, j.ID)
+	if err != nil {
+		return false, fmt.Errorf("take processing slot: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("take processing slot: %w", err)
+	}
+	return n == 1, nil
+}
+
+// releaseSlot frees the user's processing slot if j holds it.
 func releaseSlot(ctx context.Context, tx *sql.Tx, j Job) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE users SET processing_image_job_id = NULL
-		WHERE id = $1 AND processing_image_job_id = $2`, j.UserID, j.ID); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM image_slots WHERE user_id = $1 AND job_id = $2`, j.UserID, j.ID); err != nil {
 		return fmt.Errorf("release processing slot: %w", err)
 	}
 	return nil

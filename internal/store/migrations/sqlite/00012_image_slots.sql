@@ -1,0 +1,16 @@
+-- +goose Up
+-- The user's one processing image job moves from a column of users (the
+-- accounts package's table) to a table of its own, owned by images: a row
+-- names the job that holds the user's slot; no row, the slot is free.
+CREATE TABLE image_slots (
+    user_id TEXT PRIMARY KEY REFERENCES users (id),
+    job_id  TEXT NOT NULL
+);
+INSERT INTO image_slots (user_id, job_id)
+    SELECT id, processing_image_job_id FROM users WHERE processing_image_job_id IS NOT NULL;
+ALTER TABLE users DROP COLUMN processing_image_job_id;
+
+-- +goose Down
+ALTER TABLE users ADD COLUMN processing_image_job_id TEXT;
+UPDATE users SET processing_image_job_id = (SELECT job_id FROM image_slots WHERE image_slots.user_id = users.id);
+DROP TABLE image_slots;
