@@ -168,13 +168,6 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// A retried send answers its first reply: it may have versions since.
-	msgs := []chat.Message{userMsg, reply}
-	if err := s.chat.WithVersions(r.Context(), msgs); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	userMsg, reply = msgs[0], msgs[1]
 	writeJSON(w, http.StatusCreated, map[string]chat.MessageJSON{
 		"userMessage": chat.MessageView(userMsg), "assistantMessage": chat.MessageView(reply),
 	})

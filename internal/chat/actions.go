@@ -176,7 +176,8 @@ func (s *Service) act(ctx context.Context, req ActionRequest) (ActionResult, err
 
 	var retried ActionResult
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := credits.LockUserTx(ctx, tx, req.UserID); err != nil {
+		balance, err := credits.LockBalanceTx(ctx, tx, req.UserID)
+		if err != nil {
 			return err
 		}
 		if req.ClientRequestID != "" {
@@ -199,8 +200,7 @@ func (s *Service) act(ctx context.Context, req ActionRequest) (ActionResult, err
 		if req.Action == ActionContinue {
 			holdKey = "reply:" + reply.ID + ":continue:" + newID() // each run of the reply holds anew
 		}
-		var err error
-		reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, conv.ID, reply.ID, holdKey, plan)
+		reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, balance, conv.ID, reply.ID, holdKey, plan)
 		if err != nil {
 			return err
 		}
@@ -227,14 +227,11 @@ func (s *Service) act(ctx context.Context, req ActionRequest) (ActionResult, err
 			}
 			reply.UpdatedAt = now.UTC()
 		case ActionEdit:
-			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, content, status,
-					parent_id, created_at, updated_at) VALUES ($1, $2, $3, 'user', $4, 'complete', $5, $6, $6)`,
-				question.ID, conv.ID, req.UserID, question.Content, nullString(question.ParentID), store.NowMillis(now)); err != nil {
-				return fmt.Errorf("insert edited question: %w", err)
+			if err := s.insertMessages(ctx, tx, *question, reply); err != nil {
+				return err
 			}
-			fallthrough
 		case ActionRegenerate:
-			if err := s.insertReply(ctx, tx, reply, now); err != nil {
+			if err := s.insertMessages(ctx, tx, reply); err != nil {
 				return err
 			}
 		}

@@ -289,10 +289,12 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 	g.mu.Unlock()
 
 	var final Message
+	var conv Conversation
+	var convFound bool
 	if !leaseLost {
 		var storeErr error
 		for attempt := range 3 {
-			final, storeErr = e.store(g, o, text, res.FinishReason)
+			final, conv, convFound, storeErr = e.store(g, o, text, res.FinishReason)
 			if storeErr == nil || errors.Is(storeErr, errLeaseLost) {
 				break
 			}
@@ -325,56 +327,90 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 	var b events.Batch
 	b.Message(final.ID)
 	b.User(final.UserID, events.MessageUpdated, final.ID)
-	conv, err := e.s.GetConversation(ctx, final.UserID, final.ConversationID)
-	if err == nil {
+	if !convFound { // the reply no longer held it (rare): read it as it is
+		var err error
+		conv, err = e.s.GetConversation(ctx, final.UserID, final.ConversationID)
+		convFound = err == nil
+	}
+	if convFound {
 		b.User(final.UserID, events.ConversationUpdated, conv.ID)
 	}
 	b.User(final.UserID, events.CreditsUpdated, "")
 	e.s.publishAll(ctx, &b)
-	if err == nil && final.Status == StatusComplete && conv.Title == "" {
+	if convFound && final.Status == StatusComplete && conv.Title == "" {
 		e.generateTitle(conv, g, text)
 	}
 }
 
 // store commits the final state: message, credits and conversation
-// together.
-func (e *engine) store(g *generation, o outcome, text, finishReason string) (Message, error) {
+// together. It returns the message as stored and, when the reply still
+// held its conversation, the conversation as released (found false when
+// it did not, e.g. deleted meanwhile).
+func (e *engine) store(g *generation, o outcome, text, finishReason string) (final Message, conv Conversation, found bool, err error) {
 	ctx := e.life
 	now := e.s.now()
-	var final Message
-	err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Token counts and charges add up: a continued reply pays for each
-		// run (new replies start from zero).
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = $2, status = $3, prompt_tokens = prompt_tokens + $4,
-				completion_tokens = completion_tokens + $5, finish_reason = $6, error_code = $7, error_message = $8,
-				lease_owner = NULL, lease_expires_at = NULL, completed_at = $9, updated_at = $9
-			WHERE id = $1 AND status IN ('pending', 'streaming') AND lease_owner = $10`,
-			g.reply.ID, text, o.status, o.promptTokens, o.completionTokens, finishReason, o.errorCode, o.errorMessage,
-			store.NowMillis(now), e.instanceID)
-		if err != nil {
-			return fmt.Errorf("update reply: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errLeaseLost
+	err = e.s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if final, err = e.storeReplyTx(ctx, tx, g, o, text, finishReason, now); err != nil {
+			return err
 		}
 		settled, err := e.settle(ctx, tx, g.reply.ReservationID, o.charge)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = credits_charged + $2, credits_shortfall = credits_shortfall + $3 WHERE id = $1`,
-			g.reply.ID, settled.Charged, settled.Shortfall); err != nil {
-			return fmt.Errorf("record charge: %w", err)
+		if settled.Charged != 0 || settled.Shortfall != 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE messages SET credits_charged = credits_charged + $2,
+					credits_shortfall = credits_shortfall + $3 WHERE id = $1`,
+				g.reply.ID, settled.Charged, settled.Shortfall); err != nil {
+				return fmt.Errorf("record charge: %w", err)
+			}
+			final.CreditsCharged += settled.Charged
+			final.CreditsShortfall += settled.Shortfall
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3,
-				last_message_preview = CASE WHEN $4 <> '' THEN $4 ELSE last_message_preview END
-			WHERE id = $1 AND generating_message_id = $2`,
-			g.reply.ConversationID, g.reply.ID, store.NowMillis(now), preview(text)); err != nil {
-			return fmt.Errorf("release conversation: %w", err)
-		}
-		final, err = getMessage(ctx, tx, g.reply.ID)
+		conv, found, err = releaseConversationTx(ctx, tx, g.reply, preview(text), now)
 		return err
 	})
-	return final, err
+	return final, conv, found, err
+}
+
+// storeReplyTx writes a reply's final text, status and token counts,
+// provided this instance still holds its lease (else errLeaseLost), and
+// returns the message as stored.
+func (e *engine) storeReplyTx(ctx context.Context, tx *sql.Tx, g *generation, o outcome, text, finishReason string, now time.Time) (Message, error) {
+	// Token counts and charges add up: a continued reply pays for each
+	// run (new replies start from zero).
+	final, err := scanMessage(tx.QueryRowContext(ctx, `UPDATE messages SET content = $2, status = $3, prompt_tokens = prompt_tokens + $4,
+			completion_tokens = completion_tokens + $5, finish_reason = $6, error_code = $7, error_message = $8,
+			lease_owner = NULL, lease_expires_at = NULL, completed_at = $9, updated_at = $9
+		WHERE id = $1 AND status IN ('pending', 'streaming') AND lease_owner = $10
+		RETURNING `+messageColumns,
+		g.reply.ID, text, o.status, o.promptTokens, o.completionTokens, finishReason, o.errorCode, o.errorMessage,
+		store.NowMillis(now), e.instanceID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, errLeaseLost
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("update reply: %w", err)
+	}
+	return final, nil
+}
+
+// releaseConversationTx ends reply's hold on its conversation and returns
+// the conversation as released; found is false when the reply no longer
+// held it.
+func releaseConversationTx(ctx context.Context, tx *sql.Tx, reply Message, lastPreview string, now time.Time) (Conversation, bool, error) {
+	conv, err := scanConversation(tx.QueryRowContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3,
+			last_message_preview = CASE WHEN $4 <> '' THEN $4 ELSE last_message_preview END
+		WHERE id = $1 AND generating_message_id = $2
+		RETURNING `+conversationColumns,
+		reply.ConversationID, reply.ID, store.NowMillis(now), lastPreview))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Conversation{}, false, nil
+	}
+	if err != nil {
+		return Conversation{}, false, fmt.Errorf("release conversation: %w", err)
+	}
+	return conv, true, nil
 }
 
 // settle charges the reply's cost: price × the usage the upstream

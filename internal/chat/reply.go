@@ -62,10 +62,10 @@ func (s *Service) budget(p replyPlan, available int64) (maxTokens int, hold int6
 }
 
 // holdReply, inside the transaction that stores the reply (after the user's
-// row is locked), refuses a reply beyond the user's running limit (429),
+// row is locked and its credits read: balance), refuses a reply beyond the user's running limit (429),
 // caps it to the balance and reserves what it can cost at most. holdKey is
 // the hold's idempotency key.
-func (s *Service) holdReply(ctx context.Context, tx *sql.Tx, userID, conversationID, replyID, holdKey string, p replyPlan) (maxTokens int, holdID string, err error) {
+func (s *Service) holdReply(ctx context.Context, tx *sql.Tx, userID string, balance luna.Credits, conversationID, replyID, holdKey string, p replyPlan) (maxTokens int, holdID string, err error) {
 	var running int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND status IN ('pending', 'streaming')`,
 		userID).Scan(&running); err != nil {
@@ -73,10 +73,6 @@ func (s *Service) holdReply(ctx context.Context, tx *sql.Tx, userID, conversatio
 	}
 	if running >= s.cfg.MaxRunningPerUser {
 		return 0, "", ErrTooManyRunning
-	}
-	balance, err := credits.BalanceTx(ctx, tx, userID)
-	if err != nil {
-		return 0, "", err
 	}
 	maxTokens, amount, err := s.budget(p, balance.Available)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"luna"
@@ -32,7 +33,7 @@ var errRetried = errors.New("retried send")
 
 // Send stores the user's message and an assistant placeholder, reserves
 // the most the reply can cost, and starts generating the reply. It returns
-// at once with both messages.
+// at once with both messages, their versions filled in.
 func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Message, err error) {
 	content, err := checkContent(req.Content, false)
 	if err != nil {
@@ -47,7 +48,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	}
 	if req.ClientMessageID != "" {
 		if u, r, found, err := s.findSent(ctx, s.db, conv.ID, req.ClientMessageID, content); err != nil || found {
-			return u, r, err
+			return s.sentWithVersions(ctx, u, r, err)
 		}
 	}
 	if s.engine.closing() {
@@ -80,57 +81,24 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		ParentID: userMsg.ID, CreatedAt: replyAt.UTC(), UpdatedAt: replyAt.UTC(),
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Lock the user's row: this user's sends count their running
-		// replies one after the other (SQLite serialises anyway).
-		if err := credits.LockUserTx(ctx, tx, req.UserID); err != nil {
-			return err
-		}
-		if req.ClientMessageID != "" {
-			// A retry of this send may have committed while this one
-			// waited for the lock: answer with its messages, before any
-			// limit counts this request.
-			u, r, found, err := s.findSent(ctx, tx, conv.ID, req.ClientMessageID, content)
-			if err != nil {
-				return err
-			}
-			if found {
-				userMsg, reply = u, r
-				return errRetried
-			}
-		}
-		if req.RateLimit != nil {
-			if err := req.RateLimit(ctx, tx); err != nil {
-				return err
-			}
-		}
-		var err error
-		reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, conv.ID, reply.ID, "reply:"+reply.ID, plan)
-		if err != nil {
-			return err
-		}
-		if err := s.claimConversation(ctx, tx, req.UserID, conv, reply.ID, reply.ID, preview(content), now); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, content, status,
-				client_message_id, parent_id, created_at, updated_at) VALUES ($1, $2, $3, 'user', $4, 'complete', $5, $6, $7, $7)`,
-			userMsg.ID, conv.ID, req.UserID, content, nullString(req.ClientMessageID), nullString(userMsg.ParentID),
-			store.NowMillis(now)); err != nil {
-			return fmt.Errorf("insert user message: %w", err)
-		}
-		return s.insertReply(ctx, tx, reply, now)
+		return s.sendTx(ctx, tx, req, conv, &userMsg, &reply, plan, now)
 	})
 	if errors.Is(err, errRetried) {
-		return userMsg, reply, nil
+		return s.sentWithVersions(ctx, userMsg, reply, nil)
 	}
 	if store.IsUniqueViolation(err) && req.ClientMessageID != "" {
 		// A concurrent retry of the same send won the race.
 		if u, r, found, ferr := s.findSent(ctx, s.db, conv.ID, req.ClientMessageID, content); ferr != nil || found {
-			return u, r, ferr
+			return s.sentWithVersions(ctx, u, r, ferr)
 		}
 	}
 	if err != nil {
 		return Message{}, Message{}, err
 	}
+	// Each is the only version of itself: the shown leaf the question
+	// follows has no other child (a leaf is the newest message below any
+	// version a user selects, and the claim above saw it unchanged).
+	userMsg.Versions, reply.Versions = []string{userMsg.ID}, []string{reply.ID}
 	s.engine.start(reply, plan)
 	conv.GeneratingMessageID, conv.UpdatedAt, conv.LastMessagePreview = reply.ID, now.UTC(), preview(content)
 	var b events.Batch
@@ -140,6 +108,55 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	b.User(req.UserID, events.CreditsUpdated, "")
 	s.publishAll(ctx, &b)
 	return userMsg, reply, nil
+}
+
+// sendTx is a send's transaction: it locks the user's row (this user's
+// sends count their running replies one after the other; SQLite serialises
+// anyway), answers a retry that committed while this send waited for the
+// lock with its messages (errRetried, before any limit counts it), counts
+// the request, holds the credits, claims the conversation and stores both
+// messages. On success userMsg and reply are as stored.
+func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv Conversation, userMsg, reply *Message, plan replyPlan, now time.Time) error {
+	balance, err := credits.LockBalanceTx(ctx, tx, req.UserID)
+	if err != nil {
+		return err
+	}
+	if req.ClientMessageID != "" {
+		u, r, found, err := s.findSent(ctx, tx, conv.ID, req.ClientMessageID, userMsg.Content)
+		if err != nil {
+			return err
+		}
+		if found {
+			*userMsg, *reply = u, r
+			return errRetried
+		}
+	}
+	if req.RateLimit != nil {
+		if err := req.RateLimit(ctx, tx); err != nil {
+			return err
+		}
+	}
+	reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, balance, conv.ID, reply.ID, "reply:"+reply.ID, plan)
+	if err != nil {
+		return err
+	}
+	if err := s.claimConversation(ctx, tx, req.UserID, conv, reply.ID, reply.ID, preview(userMsg.Content), now); err != nil {
+		return err
+	}
+	return s.insertMessages(ctx, tx, *userMsg, *reply)
+}
+
+// sentWithVersions returns the messages of an earlier send with their
+// versions now (the reply may have been regenerated since).
+func (s *Service) sentWithVersions(ctx context.Context, userMsg, reply Message, err error) (Message, Message, error) {
+	if err != nil {
+		return Message{}, Message{}, err
+	}
+	msgs := []Message{userMsg, reply}
+	if err := s.WithVersions(ctx, msgs); err != nil {
+		return Message{}, Message{}, err
+	}
+	return msgs[0], msgs[1], nil
 }
 
 // findSent returns the messages of an earlier send with the same client id,
@@ -198,15 +215,33 @@ func (s *Service) claimConversation(ctx context.Context, tx *sql.Tx, userID stri
 	return ErrConversationChanged
 }
 
-// insertReply stores a new reply, pending, under this instance's lease.
-func (s *Service) insertReply(ctx context.Context, tx *sql.Tx, reply Message, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, status, parent_id,
-			reservation_id, max_tokens, client_message_id, lease_owner, lease_expires_at, created_at, updated_at)
-		VALUES ($1, $2, $3, 'assistant', 'pending', $4, $5, $6, $7, $8, $9, $10, $10)`,
-		reply.ID, reply.ConversationID, reply.UserID, reply.ParentID, nullString(reply.ReservationID), reply.MaxTokens,
-		nullString(reply.ClientMessageID), s.engine.instanceID, store.NowMillis(now.Add(s.cfg.LeaseTTL)), store.NowMillis(reply.CreatedAt))
+// insertMessages stores new messages in one statement: questions as
+// complete, replies as pending under this instance's lease (held until
+// lease TTL after their creation).
+func (s *Service) insertMessages(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
+	const columns = 14
+	values := make([]string, 0, len(msgs))
+	args := make([]any, 0, columns*len(msgs))
+	for _, m := range msgs {
+		marks := make([]string, columns)
+		for i := range marks {
+			marks[i] = fmt.Sprintf("$%d", len(args)+i+1)
+		}
+		values = append(values, "("+strings.Join(marks, ", ")+")")
+		created := store.NowMillis(m.CreatedAt)
+		status, leaseOwner, leaseExpires := StatusComplete, any(nil), any(nil)
+		if m.Role == "assistant" {
+			status, leaseOwner, leaseExpires = StatusPending, s.engine.instanceID, store.NowMillis(m.CreatedAt.Add(s.cfg.LeaseTTL))
+		}
+		args = append(args, m.ID, m.ConversationID, m.UserID, m.Role, m.Content, status,
+			nullString(m.ClientMessageID), nullString(m.ParentID), nullString(m.ReservationID), m.MaxTokens,
+			leaseOwner, leaseExpires, created, created)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, content, status,
+			client_message_id, parent_id, reservation_id, max_tokens, lease_owner, lease_expires_at, created_at, updated_at)
+		VALUES `+strings.Join(values, ", "), args...)
 	if err != nil {
-		return fmt.Errorf("insert reply: %w", err)
+		return fmt.Errorf("insert messages: %w", err)
 	}
 	return nil
 }

@@ -146,10 +146,24 @@ type Querier interface {
 // images) and then hold credits do so one after the other. PostgreSQL
 // takes the row lock; SQLite serialises writers anyway.
 func LockUserTx(ctx context.Context, tx *sql.Tx, userID string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1`, userID); err != nil {
-		return fmt.Errorf("lock user: %w", err)
+	_, err := LockBalanceTx(ctx, tx, userID)
+	return err
+}
+
+// LockBalanceTx locks the user's row like LockUserTx and returns the
+// user's credits as they stand under the lock, in the same statement.
+func LockBalanceTx(ctx context.Context, tx *sql.Tx, userID string) (luna.Credits, error) {
+	var c luna.Credits
+	err := tx.QueryRowContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1
+		RETURNING credits_balance, credits_reserved`, userID).Scan(&c.Balance, &c.Reserved)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrUserNotFound
 	}
-	return nil
+	if err != nil {
+		return c, fmt.Errorf("lock user: %w", err)
+	}
+	c.Available = c.Balance - c.Reserved
+	return c, nil
 }
 
 // BalanceTx returns a user's credits as seen by q.
@@ -280,15 +294,11 @@ func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) 
 		key = uuid.NewString()
 	}
 	fingerprint := KindReserve + "|" + strconv.FormatInt(req.Amount, 10) + "|" + req.Reference
-	if first, found, err := findKey(ctx, tx, req.UserID, key, fingerprint); err != nil || found {
-		if err != nil {
-			return Reservation{}, err
-		}
-		return getReservation(ctx, tx, first.ReservationID)
-	}
 	now := l.now()
 	// The conditional update goes first: when it is refused (not enough
-	// credits), nothing has been written.
+	// credits), nothing has been written. A retry under a key already used
+	// is found by claimKey below (the usual case, fresh keys, costs no
+	// lookup), or here when the update is refused.
 	res, err := tx.ExecContext(ctx, `UPDATE users SET credits_reserved = credits_reserved + $2, updated_at = $3
 		WHERE id = $1 AND deleted_at IS NULL AND credits_balance - credits_reserved >= $2`,
 		req.UserID, req.Amount, store.NowMillis(now))
@@ -296,6 +306,12 @@ func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) 
 		return Reservation{}, fmt.Errorf("reserve: update user: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		if first, found, err := findKey(ctx, tx, req.UserID, key, fingerprint); err != nil || found {
+			if err != nil {
+				return Reservation{}, err
+			}
+			return getReservation(ctx, tx, first.ReservationID)
+		}
 		err := l.whyNoUpdate(ctx, tx, req.UserID)
 		if errors.Is(err, ErrInsufficientCredits) {
 			// Say what is missing: the hold and what the user has.
@@ -324,8 +340,8 @@ func (l *Ledger) ReserveTx(ctx context.Context, tx *sql.Tx, req ReserveRequest) 
 		return Reservation{}, err
 	}
 	if !claimed {
-		// A concurrent retry with the same key committed first: undo ours
-		// and answer with its hold.
+		// An earlier request with the same key (or a concurrent one that
+		// committed first) holds already: undo ours and answer with its hold.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM credit_reservations WHERE id = $1`, r.ID); err != nil {
 			return Reservation{}, fmt.Errorf("reserve: drop duplicate reservation: %w", err)
 		}
@@ -367,7 +383,11 @@ func (l *Ledger) CaptureTx(ctx context.Context, tx *sql.Tx, req CaptureRequest) 
 	if key == "" {
 		key = "capture:" + req.ReservationID
 	}
-	return l.settle(ctx, tx, req.ReservationID, KindCapture, StatusCaptured, req.Amount, key, req.Note, true)
+	r, err := getReservation(ctx, tx, req.ReservationID)
+	if err != nil {
+		return Reservation{}, err
+	}
+	return l.settle(ctx, tx, r, KindCapture, StatusCaptured, req.Amount, key, req.Note, true)
 }
 
 // ReleaseRequest voids a hold.
@@ -394,23 +414,23 @@ func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) 
 	if key == "" {
 		key = "release:" + req.ReservationID
 	}
-	return l.settle(ctx, tx, req.ReservationID, KindRelease, StatusReleased, 0, key, req.Note, true)
+	r, err := getReservation(ctx, tx, req.ReservationID)
+	if err != nil {
+		return Reservation{}, err
+	}
+	return l.settle(ctx, tx, r, KindRelease, StatusReleased, 0, key, req.Note, true)
 }
 
-// settle moves an active reservation to a final status, spending `spend`
-// credits of it and releasing the rest, and appends the entry. It is all
-// or nothing: when the hold is no longer active it returns
+// settle moves an active reservation, r as the caller read it in tx, to a
+// final status, spending `spend` credits of it and releasing the rest, and
+// appends the entry. It is all or nothing: when the hold is no longer active it returns
 // ErrReservationSettled having written nothing, so whichever settlement
 // comes first (a capture, a release, the expiry sweeper) wins and the
 // others change nothing. With retry, a settlement whose key and request
 // were already applied returns that result instead (Capture and Release
 // with the caller's key); without, every settlement but the first is
 // refused.
-func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, reservationID, kind, status string, spend int64, key, note string, retry bool) (Reservation, error) {
-	r, err := getReservation(ctx, tx, reservationID)
-	if err != nil {
-		return Reservation{}, err
-	}
+func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, r Reservation, kind, status string, spend int64, key, note string, retry bool) (Reservation, error) {
 	if spend > r.Amount {
 		return Reservation{}, ErrCaptureExceedsHold
 	}

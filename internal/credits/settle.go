@@ -63,9 +63,9 @@ func (l *Ledger) SettleTx(ctx context.Context, tx *sql.Tx, req SettleRequest) (S
 		case StatusActive:
 			spend := min(req.Cost, r.Amount)
 			if spend == 0 {
-				r, err = l.settle(ctx, tx, r.ID, KindRelease, StatusReleased, 0, "release:"+r.ID, req.Note, false)
+				r, err = l.settle(ctx, tx, r, KindRelease, StatusReleased, 0, "release:"+r.ID, req.Note, false)
 			} else {
-				r, err = l.settle(ctx, tx, r.ID, KindCapture, StatusCaptured, spend, "capture:"+r.ID, req.Note, false)
+				r, err = l.settle(ctx, tx, r, KindCapture, StatusCaptured, spend, "capture:"+r.ID, req.Note, false)
 			}
 			if errors.Is(err, ErrReservationSettled) && attempt == 0 {
 				continue // voided between the read and the update (PostgreSQL): settle it late

@@ -38,7 +38,11 @@ func (l *Ledger) SweepExpired(ctx context.Context, limit int) (int, error) {
 	voided := 0
 	for _, id := range ids {
 		err := l.inTxReservation(ctx, id, func(tx *sql.Tx) error {
-			_, err := l.settle(ctx, tx, id, KindExpire, StatusExpired, 0, "expire:"+id, "reservation expired", false)
+			r, err := getReservation(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			_, err = l.settle(ctx, tx, r, KindExpire, StatusExpired, 0, "expire:"+id, "reservation expired", false)
 			return err
 		})
 		if errors.Is(err, ErrReservationSettled) {
