@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"luna/internal/api"
 	"luna/internal/app"
 	"luna/internal/llm/llmtest"
 	"luna/internal/store"
@@ -60,7 +61,7 @@ func TestHostileIDsAndCursors(t *testing.T) {
 		s := newTestServer(t, dialect, func(c *app.Config) { c.ModelsFile = modelsFile(t, fake.BaseURL(), testModelKeys) })
 		token := s.signup("a@example.com")
 		idRoutes := 0
-		for _, rt := range s.app.Routes() {
+		for _, rt := range api.Routes() {
 			if !strings.Contains(rt.Path, "{id}") {
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"luna/internal/api"
 	"luna/internal/app"
 	"luna/internal/store"
 )
@@ -18,7 +19,7 @@ func TestAuthenticatedRoutesRefuseBadTokens(t *testing.T) {
 	s := newTestServer(t, store.SQLite, nil)
 	valid := s.signup("a@example.com")
 	authRoutes := 0
-	for _, rt := range s.app.Routes() {
+	for _, rt := range api.Routes() {
 		if !rt.Auth {
 			continue
 		}
@@ -94,7 +95,7 @@ func TestRandomInputNeverCauses500(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		fields := []string{"email", "password", "name", "inviteCode", "modelId", "content", "title", "x"}
 		values := []any{"", "a@example.com", strings.Repeat("é", 300), 0, -1, 1e308, true, nil, []any{1}, map[string]any{"a": 1}, "\x00", "password123"}
-		for _, rt := range s.app.Routes() {
+		for _, rt := range api.Routes() {
 			for i := range 40 {
 				obj := map[string]any{}
 				for range rng.IntN(4) {
@@ -134,7 +135,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		t.Fatalf("openapi version %q, want 3.1.0", doc.OpenAPI)
 	}
 	registered := map[string]bool{}
-	for _, rt := range s.app.Routes() {
+	for _, rt := range api.Routes() {
 		key := strings.ToLower(rt.Method) + " " + rt.Path
 		registered[key] = true
 		op, ok := doc.Paths[rt.Path][strings.ToLower(rt.Method)]

@@ -102,8 +102,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// New returns a Server.
-func New(cfg Config) *Server {
+// New returns a Server. Its event streams run until CloseStreams (or their
+// request ends); ctx gives them its values, not its cancellation.
+func New(ctx context.Context, cfg Config) *Server {
 	def := DefaultConfig()
 	s := &Server{
 		db: cfg.DB, accounts: cfg.Accounts, ledger: cfg.Ledger, authenticator: cfg.Authenticator,
@@ -113,7 +114,7 @@ func New(cfg Config) *Server {
 		sessionCheckEvery: positiveOr(cfg.SessionCheckEvery, def.SessionCheckEvery),
 		maxBodyBytes:      positiveOr(cfg.MaxBodyBytes, def.MaxBodyBytes),
 	}
-	s.streamsCtx, s.closeStreams = context.WithCancel(context.Background())
+	s.streamsCtx, s.closeStreams = context.WithCancel(context.WithoutCancel(ctx))
 	if s.logger == nil {
 		s.logger = discardLogger()
 	}
@@ -183,22 +184,6 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/images", true, s.handleListImages},
 		{"GET", "/v1/images/{id}", true, s.handleGetImage},
 	}
-}
-
-// RouteInfo describes one API route.
-type RouteInfo struct {
-	Method string
-	Path   string
-	Auth   bool // needs a signed-in user
-}
-
-// Routes lists the API's routes, for the OpenAPI check and for tests.
-func (s *Server) Routes() []RouteInfo {
-	var list []RouteInfo
-	for _, rt := range s.routeTable() {
-		list = append(list, RouteInfo{Method: rt.method, Path: rt.path, Auth: rt.auth})
-	}
-	return list
 }
 
 // RouteKey identifies a route as "METHOD /path".

@@ -179,7 +179,7 @@ func (a *App) init(ctx context.Context) error {
 			return err
 		}
 	}
-	a.chat = chat.NewService(a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, chat.WithLogger(logger),
+	a.chat = chat.NewService(ctx, a.db, a.ledger, a.bus, llm.NewClient(logger, llmOptions...), instanceID, cfg.Chat, chat.WithLogger(logger),
 		chat.WithConversationDeleteHook(images.DetachConversationTx)) // image_jobs is images' table
 	logger.Info("instance", "id", instanceID)
 
@@ -230,7 +230,7 @@ func (a *App) init(ctx context.Context) error {
 	default:
 		return fmt.Errorf("auth %q: want local or clerk", cfg.Auth)
 	}
-	a.api = api.New(apiCfg)
+	a.api = api.New(ctx, apiCfg)
 	mux := http.NewServeMux()
 	mux.Handle("/", a.api)
 	webApp := web.Handler(plainHTTPImageOrigins(cfg.Images)...)
@@ -278,14 +278,15 @@ func newInstanceID() string {
 	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
 }
 
-// Routes lists the API's routes.
-func (a *App) Routes() []api.RouteInfo { return a.api.Routes() }
-
 // DB is the app's database.
 func (a *App) DB() *store.DB { return a.db }
 
-// Ledger is the app's credit ledger: its changes are published to the
-// user's clients (tests grant and adjust credits through it).
+// Ledger is the credit ledger the running app uses: its changes are
+// published to the user's clients (/v1/events). It is part of App's API for
+// programs that embed Luna and grant or adjust credits in-process, and for
+// tests that do so behind the API's back: a ledger opened separately on the
+// same database (as `luna credits` does) reaches running servers' clients
+// only on PostgreSQL, through the database.
 func (a *App) Ledger() *credits.Ledger { return a.ledger }
 
 // Close stops the event listener and the demo endpoints and releases the

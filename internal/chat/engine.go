@@ -108,8 +108,8 @@ type engine struct {
 	slots    map[string]chan struct{} // per model: a semaphore of upstream requests
 }
 
-func newEngine(s *Service, instanceID string) *engine {
-	return &engine{s: s, instanceID: instanceID, life: context.Background(), gens: map[string]*generation{}, slots: map[string]chan struct{}{}}
+func newEngine(life context.Context, s *Service, instanceID string) *engine {
+	return &engine{s: s, instanceID: instanceID, life: life, gens: map[string]*generation{}, slots: map[string]chan struct{}{}}
 }
 
 // acquireModelSlot waits for one of the model's upstream slots, so that one

@@ -134,15 +134,18 @@ func WithConversationDeleteHook(hook ConversationDeleteHook) Option {
 }
 
 // NewService returns a Service. instanceID names this process in
-// generation leases; it must be unique per running process.
-func NewService(db *store.DB, ledger *credits.Ledger, bus *events.Bus, streamer Streamer, instanceID string, cfg Config, opts ...Option) *Service {
+// generation leases; it must be unique per running process. The engine's
+// own work (generations, their final commits, titles) runs under ctx's
+// values but not its cancellation: it outlives the requests that start it
+// and is stopped by Shutdown.
+func NewService(ctx context.Context, db *store.DB, ledger *credits.Ledger, bus *events.Bus, streamer Streamer, instanceID string, cfg Config, opts ...Option) *Service {
 	cfg.setDefaults()
 	s := &Service{db: db, ledger: ledger, bus: bus, streamer: streamer, cfg: cfg,
 		logger: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, opt := range opts {
 		opt(s)
 	}
-	s.engine = newEngine(s, instanceID)
+	s.engine = newEngine(context.WithoutCancel(ctx), s, instanceID)
 	return s
 }
 
