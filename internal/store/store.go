@@ -104,10 +104,11 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	// two processes never deadlock upgrading read locks.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	connector, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	db := sql.OpenDB(stmtCacheConnector{connector})
 	// SQLite has one writer. One connection serialises every transaction in
 	// this process, which is what keeps the credit checks simple and correct;
 	// the River SQLite driver asks for the same.
