@@ -62,6 +62,7 @@ type config struct {
 	jsonOut      bool
 	timeout      time.Duration
 	cpuProfile   string
+	memProfile   string
 	trace        string
 	upstreamAddr string
 	peer         peerConfig
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.jsonOut, "json", false, "write the report as JSON")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the Luna phase (this whole process: client, Luna, upstream) to this file")
+	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to this file when the Luna phase takes its memory sample (every stream flowing)")
 	fs.StringVar(&c.trace, "trace", "", "write an execution trace of the Luna phase to this file (large: use a small -rate or -n)")
 	fs.StringVar(&c.upstreamAddr, "upstream-addr", "127.0.0.1:0", "where the fake upstream listens; give a fixed address to point a peer proxy at http://ADDR/v1")
 	fs.StringVar(&c.peer.url, "peer-url", "", "also stream through this OpenAI-compatible proxy (its base URL, e.g. http://127.0.0.1:4000/v1), set up to forward to the fake upstream at -upstream-addr")
@@ -169,7 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	progress("direct: %d streams of %d tokens at %g tokens/s, sends spread over %s", cfg.streams, cfg.tokens, cfg.rate, cfg.ramp)
 	direct := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
-	directRun := runPhase(ctx, cfg.streams, cfg.ramp, &reply, direct.stream, nil)
+	directRun := runPhase(ctx, cfg.streams, cfg.ramp, &reply, direct.stream, nil, nil)
 	direct.http.CloseIdleConnections()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -242,7 +244,7 @@ func measureRelay(ctx context.Context, cfg config, upstreamURL string, reply *re
 	srv := rl.server()
 	go srv.Serve(ln) // ends with Close
 	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
-	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, nil)
+	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, nil, nil)
 	client.http.CloseIdleConnections()
 	srv.Close()
 	rl.client.CloseIdleConnections()
@@ -261,7 +263,7 @@ func measurePeer(ctx context.Context, cfg config, reply *replyText) (phaseRun, e
 	}
 	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: strings.TrimRight(cfg.peer.url, "/"), tokens: cfg.tokens,
 		model: cfg.peer.model, headers: cfg.peer.headers, optionalUsage: true}
-	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, ext)
+	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, ext, nil)
 	client.http.CloseIdleConnections()
 	return run, ctx.Err()
 }
@@ -313,7 +315,15 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 	}
 	commits0, pool0 := luna.app.DB().Transactions(), luna.app.DB().Stats()
 	statements0, _ := luna.app.DB().Statements()
-	run = runPhase(ctx, cfg.streams, cfg.ramp, reply, lc.stream, nil)
+	var atSample func()
+	if cfg.memProfile != "" {
+		atSample = func() {
+			if err := writeHeapProfile(cfg.memProfile); err != nil {
+				progress("warning: heap profile: %v", err)
+			}
+		}
+	}
+	run = runPhase(ctx, cfg.streams, cfg.ramp, reply, lc.stream, nil, atSample)
 	commits, pool1 := luna.app.DB().Transactions()-commits0, luna.app.DB().Stats()
 	statements1, counted := luna.app.DB().Statements()
 	if err := stopProfiles(); err != nil {
@@ -364,6 +374,19 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 // startProfiles starts a CPU profile and an execution trace into the
 // files named (none when a name is empty) and returns the function that
 // stops them.
+// writeHeapProfile writes the live heap (as of the last collection) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func startProfiles(cpuPath, tracePath string) (stop func() error, err error) {
 	var stops []func() error
 	stop = func() error {

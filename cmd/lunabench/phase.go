@@ -41,8 +41,9 @@ type phaseRun struct {
 // token (or ended), it takes a memory sample: the live heap after a
 // collection, so that garbage does not count, and the resident set once
 // the runtime has given its free pages back. ext, when not nil, is another
-// process measured alongside (its CPU and resident memory).
-func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, fn streamFunc, ext *procTree) phaseRun {
+// process measured alongside (its CPU and resident memory); atSample, when
+// not nil, runs right after the memory sample (a heap profile).
+func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, fn streamFunc, ext *procTree, atSample func()) phaseRun {
 	run := phaseRun{records: make([]*streamRecord, n), errs: make([]error, n)}
 	var extCPU0 time.Duration
 	if ext != nil {
@@ -72,6 +73,9 @@ func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, 
 		before := active.Load()
 		debug.FreeOSMemory()
 		run.busy = readMem()
+		if atSample != nil {
+			atSample()
+		}
 		if measureExt {
 			_, run.extBusy, _ = ext.sample()
 		}
