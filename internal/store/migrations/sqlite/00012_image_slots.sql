@@ -8,9 +8,11 @@ CREATE TABLE image_slots (
 );
 INSERT INTO image_slots (user_id, job_id)
     SELECT id, processing_image_job_id FROM users WHERE processing_image_job_id IS NOT NULL;
-ALTER TABLE users DROP COLUMN processing_image_job_id;
+-- users.processing_image_job_id stays, unused by this release: instances of
+-- the previous release, still running while a rolling upgrade migrates the
+-- shared database, go on writing it instead of failing. A later migration
+-- drops it.
 
 -- +goose Down
-ALTER TABLE users ADD COLUMN processing_image_job_id TEXT;
 UPDATE users SET processing_image_job_id = (SELECT job_id FROM image_slots WHERE image_slots.user_id = users.id);
 DROP TABLE image_slots;
