@@ -118,6 +118,7 @@ func runPhase(ctx context.Context, n int, ramp time.Duration, reply *replyText, 
 // memSample is the process's memory at one moment.
 type memSample struct {
 	heapLive   uint64 // bytes in live heap objects (HeapAlloc right after a GC)
+	stack      uint64 // bytes of goroutine stacks (StackInuse)
 	sys        uint64 // bytes the Go runtime got from the OS
 	rss        uint64 // resident set size (includes SQLite's C-side memory); 0 if unknown
 	goroutines int
@@ -126,7 +127,7 @@ type memSample struct {
 func readMem() memSample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{heapLive: ms.HeapAlloc, sys: ms.Sys, rss: residentBytes(), goroutines: runtime.NumGoroutine()}
+	return memSample{heapLive: ms.HeapAlloc, stack: ms.StackInuse, sys: ms.Sys, rss: residentBytes(), goroutines: runtime.NumGoroutine()}
 }
 
 // residentBytes reads VmRSS from /proc/self/status (Linux); 0 elsewhere.

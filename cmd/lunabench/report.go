@@ -84,6 +84,7 @@ type phaseReport struct {
 	OtherCores     float64 `json:"otherProcessesCores"`
 	ActiveAtSample float64 `json:"activeStreamsAtSample"`
 	HeapPerStream  float64 `json:"heapBytesPerStream"`
+	StackPerStream float64 `json:"stackBytesPerStream"`
 	RSSPerStream   float64 `json:"rssBytesPerStream"`
 	GoroutinesPer  float64 `json:"goroutinesPerStream"`
 }
@@ -212,6 +213,7 @@ func summarize(run phaseRun, tokens int) phaseReport {
 	if run.active > 0 {
 		r.HeapPerStream = (float64(run.busy.heapLive) - float64(run.base.heapLive)) / run.active
 		r.RSSPerStream = (float64(run.busy.rss) - float64(run.base.rss)) / run.active
+		r.StackPerStream = (float64(run.busy.stack) - float64(run.base.stack)) / run.active
 		r.GoroutinesPer = float64(run.busy.goroutines-run.base.goroutines) / run.active
 	}
 	return r
@@ -301,6 +303,7 @@ func (r *report) writeText(w io.Writer) error {
 	each("last token to end p99", func(p phaseReport) string { return fmtMs(p.TailP99Ms) })
 	each("CPU s per 1,000 tokens (this process)", func(p phaseReport) string { return fmt.Sprintf("%.4f", p.CPUPer1K) })
 	each("live heap per active stream", func(p phaseReport) string { return fmtBytes(p.HeapPerStream) })
+	each("goroutine stacks per active stream", func(p phaseReport) string { return fmtBytes(p.StackPerStream) })
 	each("RSS per active stream", func(p phaseReport) string { return fmtBytes(p.RSSPerStream) })
 	each("goroutines per active stream", func(p phaseReport) string { return fmt.Sprintf("%.1f", p.GoroutinesPer) })
 	each("active streams when sampled", func(p phaseReport) string { return fmt.Sprintf("%.0f", p.ActiveAtSample) })
