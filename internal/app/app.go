@@ -37,6 +37,9 @@ type Config struct {
 	Addr        string // listen address; "127.0.0.1:0" picks a free port
 	DataDir     string // SQLite file and local data
 	DatabaseURL string // empty = SQLite in DataDir; postgres://… = PostgreSQL
+	// DatabaseConns is the most connections this instance opens to
+	// PostgreSQL (ignored on SQLite).
+	DatabaseConns int
 
 	Auth           string        // api.AuthLocal or api.AuthClerk
 	SignupMode     string        // accounts.SignupOpen / SignupInvite / SignupClosed
@@ -79,7 +82,7 @@ type Config struct {
 func DefaultConfig() Config {
 	acc, apiDef := accounts.DefaultConfig(), api.DefaultConfig()
 	return Config{
-		Addr: "127.0.0.1:8080", Auth: api.AuthLocal,
+		Addr: "127.0.0.1:8080", DatabaseConns: store.DefaultPostgresConns, Auth: api.AuthLocal,
 		SignupMode: acc.SignupMode, InitialCredits: acc.InitialCredits, SessionTTL: acc.SessionTTL,
 		MaxBodyBytes: apiDef.MaxBodyBytes, AuthRateLimit: apiDef.AuthRateLimit, UserRateLimit: apiDef.UserRateLimit,
 		SessionCheckInterval: apiDef.SessionCheckEvery,
@@ -123,6 +126,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	db.SetPoolSize(cfg.DatabaseConns)
 	a := &App{cfg: cfg, logger: logger, db: db}
 	a.bgCtx, a.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := a.init(ctx); err != nil {

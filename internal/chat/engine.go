@@ -367,6 +367,9 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (fin
 			final.CreditsCharged += settled.Charged
 			final.CreditsShortfall += settled.Shortfall
 		}
+		// The conversation last, as a send takes the user's row before the
+		// conversation's: the same order, so neither waits on the other
+		// in a cycle.
 		conv, found, err = releaseConversationTx(ctx, tx, g.reply, preview(text), now)
 		return err
 	})

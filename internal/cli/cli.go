@@ -177,6 +177,7 @@ func (sf *serveFlags) register(fs *flagSet) {
 	def := app.DefaultConfig()
 	cfg := &sf.cfg
 	fs.String(&cfg.Addr, "addr", def.Addr, "listen address; 127.0.0.1:0 picks a free port")
+	fs.Int(&cfg.DatabaseConns, "database-connections", def.DatabaseConns, "PostgreSQL: the most connections this instance opens; keep the sum over all instances under the server's max_connections (100 by default)")
 	fs.String(&cfg.Auth, "auth", def.Auth, "identity: local (built-in email + password accounts) or clerk")
 	fs.String(&cfg.SignupMode, "signup-mode", def.SignupMode, "built-in accounts: open, invite (invite code required) or closed")
 	fs.Int64(&cfg.InitialCredits, "initial-credits", def.InitialCredits, "credits granted once to every new user")
@@ -256,6 +257,7 @@ func checkLimits(cfg app.Config) error {
 		min  int64
 	}{
 		{"initial-credits", cfg.InitialCredits, 0},
+		{"database-connections", int64(cfg.DatabaseConns), 1},
 		{"max-body-bytes", cfg.MaxBodyBytes, 1},
 		{"auth-rate-limit", int64(cfg.AuthRateLimit), 1},
 		{"user-rate-limit", int64(cfg.UserRateLimit), 1},

@@ -264,6 +264,7 @@ func TestServeRejectsNonsenseLimits(t *testing.T) {
 		{[]string{"--image-cost", "-1"}, nil, "--image-cost -1: must be at least 1"},
 		{[]string{"--image-cost", "0"}, nil, "--image-cost 0: must be at least 1"},
 		{[]string{"--max-body-bytes", "0"}, nil, "--max-body-bytes 0: must be at least 1"},
+		{[]string{"--database-connections", "0"}, nil, "--database-connections 0: must be at least 1"},
 		{[]string{"--initial-credits", "-5"}, nil, "--initial-credits -5: must be at least 0"},
 		{[]string{"--auth-rate-limit", "0"}, nil, "--auth-rate-limit 0: must be at least 1"},
 		{[]string{"--user-rate-limit", "-1"}, nil, "--user-rate-limit -1: must be at least 1"},

@@ -120,6 +120,23 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	return &DB{DB: db, Dialect: SQLite, Location: path}, nil
 }
 
+// DefaultPostgresConns is how many connections an instance opens to
+// PostgreSQL at most, unless told otherwise (SetPoolSize). A connection
+// serves one statement or transaction at a time; a transaction waiting for
+// a row lock keeps its connection. Three instances at this size stay under
+// PostgreSQL's default max_connections of 100.
+const DefaultPostgresConns = 30
+
+// SetPoolSize sets the most connections this process opens to PostgreSQL
+// (SQLite keeps its one connection).
+func (db *DB) SetPoolSize(n int) {
+	if db.Dialect != Postgres || n <= 0 {
+		return
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+}
+
 func openPostgres(ctx context.Context, databaseURL string) (*DB, error) {
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
@@ -128,8 +145,8 @@ func openPostgres(ctx context.Context, databaseURL string) (*DB, error) {
 	out := &DB{Dialect: Postgres}
 	cfg.Tracer = statementCounter{&out.statements}
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(10)
+	db.SetMaxOpenConns(DefaultPostgresConns)
+	db.SetMaxIdleConns(DefaultPostgresConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	location := "postgres"
 	if u, err := url.Parse(databaseURL); err == nil {
