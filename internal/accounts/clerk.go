@@ -30,11 +30,13 @@ type clerkRow struct {
 	deleted         bool
 }
 
-func getClerkRow(ctx context.Context, tx *sql.Tx, clerkID string) (clerkRow, bool, error) {
+func getClerkRow(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, clerkID string) (clerkRow, bool, error) {
 	var r clerkRow
 	var created int64
 	var deleted sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT `+userColumns+`, external_updated_at FROM users
+	err := q.QueryRowContext(ctx, `SELECT `+userColumns+`, external_updated_at FROM users
 		WHERE provider = 'clerk' AND external_id = $1`, clerkID).
 		Scan(&r.user.ID, &r.user.Provider, &r.user.ExternalID, &r.user.Email, &r.user.Name, &created, &deleted, &r.externalUpdated)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -99,8 +101,19 @@ func (s *Service) EnsureClerkUser(ctx context.Context, cu ClerkUser) (luna.User,
 	if cu.ID == "" {
 		return luna.User{}, ErrUnauthorized
 	}
+	// Every request of a known user: one read, no transaction.
+	row, found, err := getClerkRow(ctx, s.db, cu.ID)
+	if err != nil {
+		return luna.User{}, err
+	}
+	if found {
+		if row.deleted {
+			return luna.User{}, ErrUnauthorized
+		}
+		return row.user, nil
+	}
 	var user luna.User
-	err := retryOnUniqueViolation(func() error {
+	err = retryOnUniqueViolation(func() error {
 		return s.db.InTx(ctx, func(tx *sql.Tx) error {
 			row, found, err := getClerkRow(ctx, tx, cu.ID)
 			if err != nil {
