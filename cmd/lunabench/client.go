@@ -16,15 +16,22 @@ import (
 
 // newHTTPClient returns a client for n concurrent streams. HTTP/1.1 streams
 // hold their connection for their whole life, so the pool must keep (and
-// may open) one connection per stream and a few more.
-func newHTTPClient(n int) *http.Client {
-	return &http.Client{Transport: &http.Transport{
+// may open) one connection per stream and a few more. With h2c the client
+// speaks HTTP/2 without TLS (prior knowledge) instead, many streams to a
+// connection, opening another when a server's stream limit is reached.
+func newHTTPClient(n int, h2c bool) *http.Client {
+	t := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        2*n + 16,
 		MaxIdleConnsPerHost: 2*n + 16,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-	}}
+	}
+	if h2c {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &http.Client{Transport: t}
 }
 
 // sseEvent is one Server-Sent Event.

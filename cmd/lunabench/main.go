@@ -61,6 +61,7 @@ type config struct {
 	databaseURL  string
 	jsonOut      bool
 	timeout      time.Duration
+	h2c          bool
 	cpuProfile   string
 	memProfile   string
 	trace        string
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.databaseURL, "database-url", "", "empty: SQLite in a temporary directory; postgres://…: a server on which a fresh database is created, and dropped afterwards")
 	fs.BoolVar(&c.jsonOut, "json", false, "write the report as JSON")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.BoolVar(&c.h2c, "h2c", false, "clients speak HTTP/2 without TLS (h2c) to the relay and to Luna, many streams per connection, as browsers do behind an HTTP/2 proxy; the upstream stays HTTP/1.1, like vLLM. A run needs about a third of the descriptors")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the Luna phase (this whole process: client, Luna, upstream) to this file")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to this file when the Luna phase takes its memory sample (every stream flowing)")
 	fs.StringVar(&c.trace, "trace", "", "write an execution trace of the Luna phase to this file (large: use a small -rate or -n)")
@@ -129,14 +131,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "lunabench: "+format+"\n", args...) }
 
 	// Through Luna, each stream is two loopback connections (client→Luna,
-	// Luna→upstream) plus the send's, each with both ends in this process.
-	if _, err := raiseOpenFiles(uint64(6*cfg.streams + 256)); err != nil {
+	// Luna→upstream) plus the send's, each with both ends in this process;
+	// with h2c, the clients' share a few connections.
+	need := 6*cfg.streams + 256
+	if cfg.h2c {
+		need = 2*cfg.streams + 256
+	}
+	if _, err := raiseOpenFiles(uint64(need)); err != nil {
 		progress("warning: %v", err)
 	}
 	rep := report{
 		Streams: cfg.streams, TokensPerReply: cfg.tokens, TokensPerSecond: cfg.rate,
 		RampSeconds: cfg.ramp.Seconds(), PrefillMs: ms(cfg.prefill), PerUser: cfg.perUser, ModelSlots: cfg.modelSlots,
-		Database: "sqlite", Machine: describeMachine(),
+		H2C: cfg.h2c, Database: "sqlite", Machine: describeMachine(),
 	}
 
 	reply := newReplyText(cfg.tokens)
@@ -170,7 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(dataDir)
 
 	progress("direct: %d streams of %d tokens at %g tokens/s, sends spread over %s", cfg.streams, cfg.tokens, cfg.rate, cfg.ramp)
-	direct := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
+	direct := &directClient{http: newHTTPClient(cfg.streams, false), baseURL: baseURL(ln), tokens: cfg.tokens}
 	directRun := runPhase(ctx, cfg.streams, cfg.ramp, &reply, direct.stream, nil, nil)
 	direct.http.CloseIdleConnections()
 	if err := ctx.Err(); err != nil {
@@ -240,10 +247,10 @@ func measureRelay(ctx context.Context, cfg config, upstreamURL string, reply *re
 	if err != nil {
 		return phaseRun{}, err
 	}
-	rl := &relay{upstream: upstreamURL, client: newHTTPClient(cfg.streams)}
+	rl := &relay{upstream: upstreamURL, client: newHTTPClient(cfg.streams, false), h2c: cfg.h2c}
 	srv := rl.server()
 	go srv.Serve(ln) // ends with Close
-	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: baseURL(ln), tokens: cfg.tokens}
+	client := &directClient{http: newHTTPClient(cfg.streams, cfg.h2c), baseURL: baseURL(ln), tokens: cfg.tokens}
 	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, nil, nil)
 	client.http.CloseIdleConnections()
 	srv.Close()
@@ -261,7 +268,7 @@ func measurePeer(ctx context.Context, cfg config, reply *replyText) (phaseRun, e
 			return phaseRun{}, fmt.Errorf("-peer-pid %d: no such process readable in /proc", cfg.peer.pid)
 		}
 	}
-	client := &directClient{http: newHTTPClient(cfg.streams), baseURL: strings.TrimRight(cfg.peer.url, "/"), tokens: cfg.tokens,
+	client := &directClient{http: newHTTPClient(cfg.streams, false), baseURL: strings.TrimRight(cfg.peer.url, "/"), tokens: cfg.tokens,
 		model: cfg.peer.model, headers: cfg.peer.headers, optionalUsage: true}
 	run := runPhase(ctx, cfg.streams, cfg.ramp, reply, client.stream, ext, nil)
 	client.http.CloseIdleConnections()
@@ -285,7 +292,7 @@ func measureLuna(ctx context.Context, cfg config, opts lunaOptions, reply *reply
 			luna.stop() // already failing
 		}
 	}()
-	client := newHTTPClient(cfg.streams)
+	client := newHTTPClient(cfg.streams, cfg.h2c)
 	defer client.CloseIdleConnections()
 	progress("signing up %d users, creating %d conversations", (cfg.streams+cfg.perUser-1)/cfg.perUser, cfg.streams)
 	convs, err := luna.setup(ctx, client, cfg.streams, cfg.perUser, runtime.NumCPU())

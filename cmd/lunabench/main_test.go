@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,14 +23,27 @@ import (
 // TestRun runs a tiny benchmark end to end on SQLite: every token must
 // arrive, directly and through Luna.
 func TestRun(t *testing.T) {
+	for _, h2c := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2c=%v", h2c), func(t *testing.T) { testRun(t, h2c) })
+	}
+}
+
+func testRun(t *testing.T, h2c bool) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"-n", "4", "-per-user", "2", "-tokens", "6", "-rate", "200", "-json"}, &out, io.Discard)
+	args := []string{"-n", "4", "-per-user", "2", "-tokens", "6", "-rate", "200", "-json"}
+	if h2c {
+		args = append(args, "-h2c")
+	}
+	err := run(context.Background(), args, &out, io.Discard)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	var rep report
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("decode report: %v\n%s", err, out.String())
+	}
+	if rep.H2C != h2c {
+		t.Errorf("report says h2c %v, want %v", rep.H2C, h2c)
 	}
 	for name, p := range map[string]phaseReport{"direct": rep.Direct, "relay": rep.Relay, "luna": rep.Luna} {
 		if p.Failed != 0 || p.TokensDelivered != 24 || p.TokensExpected != 24 {
@@ -381,5 +395,29 @@ func TestRelayUpstreamCut(t *testing.T) {
 	}
 	if _, err := sse.next(); err == nil || errors.Is(err, io.EOF) {
 		t.Errorf("after the upstream's cut: %v, want a broken stream (not a clean end)", err)
+	}
+}
+
+// With -h2c the clients speak HTTP/2 to the relay (and to Luna, which
+// serves h2c too), not HTTP/1.1.
+func TestH2CClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := (&relay{upstream: "http://127.0.0.1:1", client: newHTTPClient(1, false), h2c: true}).server()
+	go srv.Serve(ln)
+	defer srv.Close()
+	for _, h2c := range []bool{false, true} {
+		client := newHTTPClient(1, h2c)
+		resp, err := client.Post(baseURL(ln)+"/chat/completions", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: 1, true: 2}[h2c]; resp.ProtoMajor != want {
+			t.Errorf("h2c %v: the relay answered over HTTP/%d, want HTTP/%d", h2c, resp.ProtoMajor, want)
+		}
+		client.CloseIdleConnections()
 	}
 }

@@ -17,13 +17,20 @@ import (
 type relay struct {
 	upstream string // the upstream's OpenAI-compatible base URL
 	client   *http.Client
+	h2c      bool // also serve HTTP/2 without TLS, as Luna does
 }
 
 // server returns an HTTP server that relays POST /v1/chat/completions.
 func (rl *relay) server() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", rl.chatCompletions)
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if rl.h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return srv
 }
 
 // maxRequestBytes bounds a request body the relay reads.

@@ -20,6 +20,7 @@ type report struct {
 	RampSeconds     float64 `json:"rampSeconds"`
 	PrefillMs       float64 `json:"prefillMs"`
 	PerUser         int     `json:"conversationsPerUser"`
+	H2C             bool    `json:"h2c"` // clients spoke HTTP/2 without TLS to the relay and Luna
 	ModelSlots      int     `json:"maxRequestsPerModel"`
 	Database        string  `json:"database"` // "sqlite" or "postgres"
 	Machine         machine `json:"machine"`
@@ -264,6 +265,9 @@ func (r *report) writeText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "lunabench: %d streams × %d tokens at %g tokens/s, sends spread over %gs, %s\n",
 		r.Streams, r.TokensPerReply, r.TokensPerSecond, r.RampSeconds, dbName)
+	if r.H2C {
+		fmt.Fprintf(&b, "clients:   HTTP/2 without TLS (h2c) to the relay and Luna; HTTP/1.1 to the upstream\n")
+	}
 	fmt.Fprintf(&b, "Luna:      %d conversations per user, --max-requests-per-model %d, other settings default\n", r.PerUser, r.ModelSlots)
 	fmt.Fprintf(&b, "machine:   %d CPUs %s, %s %s, load average before: %s\n\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.OS, r.Machine.LoadAvg)
