@@ -113,6 +113,7 @@ type streamRecord struct {
 	text       []byte        // received so far
 	tokens     int           // whole tokens received
 	ttft       time.Duration // time to the first token
+	send       time.Duration // through Luna: the message POST's own time, part of ttft
 	last       time.Time     // arrival of the latest token
 	end        time.Time     // arrival of the stream's end ([DONE], done)
 	gaps       []time.Duration

@@ -175,6 +175,7 @@ func (c *lunaClient) stream(ctx context.Context, i int, rec *streamRecord) error
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
+	rec.send = time.Since(rec.start)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+"/v1/messages/"+sent.AssistantMessage.ID+"/stream", nil)
 	if err != nil {
 		return err

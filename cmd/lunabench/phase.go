@@ -196,13 +196,17 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 
 // latencies gathers, each sorted: the time to first token of every stream
 // that got one, every inter-token gap, and the time from the last token to
-// the stream's end (through Luna: the reply's completion being stored).
-func (run phaseRun) latencies() (ttft, gaps, tails []time.Duration) {
+// the stream's end (through Luna: the reply's completion being stored),
+// and, through Luna, the time of each send request.
+func (run phaseRun) latencies() (ttft, gaps, tails, sends []time.Duration) {
 	for _, rec := range run.records {
 		if rec == nil || rec.tokens == 0 {
 			continue
 		}
 		ttft = append(ttft, rec.ttft)
+		if rec.send > 0 {
+			sends = append(sends, rec.send)
+		}
 		gaps = append(gaps, rec.gaps...)
 		if !rec.end.IsZero() {
 			tails = append(tails, rec.end.Sub(rec.last))
@@ -211,5 +215,6 @@ func (run phaseRun) latencies() (ttft, gaps, tails []time.Duration) {
 	slices.Sort(ttft)
 	slices.Sort(gaps)
 	slices.Sort(tails)
-	return ttft, gaps, tails
+	slices.Sort(sends)
+	return ttft, gaps, tails, sends
 }

@@ -70,16 +70,20 @@ type phaseReport struct {
 	TTFTP50Ms       float64  `json:"ttftP50Ms"`
 	TTFTP99Ms       float64  `json:"ttftP99Ms"`
 	TTFTMaxMs       float64  `json:"ttftMaxMs"`
-	GapP50Ms        float64  `json:"interTokenP50Ms"`
-	GapP90Ms        float64  `json:"interTokenP90Ms"`
-	GapP99Ms        float64  `json:"interTokenP99Ms"`
-	GapP999Ms       float64  `json:"interTokenP999Ms"`
-	GapMaxMs        float64  `json:"interTokenMaxMs"`
-	TailP50Ms       float64  `json:"lastTokenToEndP50Ms"`
-	TailP99Ms       float64  `json:"lastTokenToEndP99Ms"`
-	WallSeconds     float64  `json:"wallSeconds"`
-	CPUSeconds      float64  `json:"cpuSeconds"`
-	CPUPer1K        float64  `json:"cpuSecondsPer1kTokens"`
+	// SendP50Ms and SendP99Ms: through Luna, the message POST alone (the
+	// rest of the time to first token is the stream's GET).
+	SendP50Ms   float64 `json:"sendP50Ms,omitempty"`
+	SendP99Ms   float64 `json:"sendP99Ms,omitempty"`
+	GapP50Ms    float64 `json:"interTokenP50Ms"`
+	GapP90Ms    float64 `json:"interTokenP90Ms"`
+	GapP99Ms    float64 `json:"interTokenP99Ms"`
+	GapP999Ms   float64 `json:"interTokenP999Ms"`
+	GapMaxMs    float64 `json:"interTokenMaxMs"`
+	TailP50Ms   float64 `json:"lastTokenToEndP50Ms"`
+	TailP99Ms   float64 `json:"lastTokenToEndP99Ms"`
+	WallSeconds float64 `json:"wallSeconds"`
+	CPUSeconds  float64 `json:"cpuSeconds"`
+	CPUPer1K    float64 `json:"cpuSecondsPer1kTokens"`
 	// OtherCores is the CPU other processes used during the phase, in
 	// cores (the PostgreSQL server excluded): the machine may be shared.
 	OtherCores     float64 `json:"otherProcessesCores"`
@@ -198,7 +202,10 @@ func summarize(run phaseRun, tokens int) phaseReport {
 			}
 		}
 	}
-	ttft, gaps, tails := run.latencies()
+	ttft, gaps, tails, sends := run.latencies()
+	if len(sends) > 0 {
+		r.SendP50Ms, r.SendP99Ms = ms(percentile(sends, 0.50)), ms(percentile(sends, 0.99))
+	}
 	r.TTFTP50Ms, r.TTFTP99Ms, r.TTFTMaxMs = ms(percentile(ttft, 0.50)), ms(percentile(ttft, 0.99)), ms(percentile(ttft, 1))
 	r.GapP50Ms, r.GapP90Ms, r.GapP99Ms = ms(percentile(gaps, 0.50)), ms(percentile(gaps, 0.90)), ms(percentile(gaps, 0.99))
 	r.GapP999Ms, r.GapMaxMs = ms(percentile(gaps, 0.999)), ms(percentile(gaps, 1))
@@ -300,6 +307,14 @@ func (r *report) writeText(w io.Writer) error {
 	row("", names...)
 	each("time to first token p50", func(p phaseReport) string { return fmtMs(p.TTFTP50Ms) })
 	each("time to first token p99", func(p phaseReport) string { return fmtMs(p.TTFTP99Ms) })
+	sendCell := func(v float64) string {
+		if v == 0 {
+			return ""
+		}
+		return fmtMs(v)
+	}
+	each("… of which the send (POST) p50", func(p phaseReport) string { return sendCell(p.SendP50Ms) })
+	each("… of which the send (POST) p99", func(p phaseReport) string { return sendCell(p.SendP99Ms) })
 	each("inter-token gap p50", func(p phaseReport) string { return fmtMs(p.GapP50Ms) })
 	each("inter-token gap p99", func(p phaseReport) string { return fmtMs(p.GapP99Ms) })
 	each("inter-token gap max", func(p phaseReport) string { return fmtMs(p.GapMaxMs) })
