@@ -61,14 +61,17 @@ func (s *Service) budget(p replyPlan, available int64) (maxTokens int, hold int6
 	return maxTokens, p.model.Cost(int64(p.count.Tokens + maxTokens)), nil
 }
 
+// countRunningSQL counts a user's running replies (index
+// messages_running_user).
+const countRunningSQL = `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND status IN ('pending', 'streaming')`
+
 // holdReply, inside the transaction that stores the reply (after the user's
 // row is locked and its credits read: balance), refuses a reply beyond the user's running limit (429),
 // caps it to the balance and reserves what it can cost at most. holdKey is
 // the hold's idempotency key.
 func (s *Service) holdReply(ctx context.Context, tx *sql.Tx, userID string, balance luna.Credits, conversationID, replyID, holdKey string, p replyPlan) (maxTokens int, holdID string, err error) {
 	var running int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND status IN ('pending', 'streaming')`,
-		userID).Scan(&running); err != nil {
+	if err := tx.QueryRowContext(ctx, countRunningSQL, userID).Scan(&running); err != nil {
 		return 0, "", fmt.Errorf("count running replies: %w", err)
 	}
 	if running >= s.cfg.MaxRunningPerUser {
