@@ -52,14 +52,35 @@ func resumeOffset(lastEventID string, text string, running bool) (int, bool) {
 func (s *Service) Follow(ctx context.Context, userID, messageID, lastEventID string, send func(StreamEvent) error) error {
 	sub := s.bus.SubscribeMessage(messageID)
 	defer sub.Close()
-	m, err := s.GetMessage(ctx, userID, messageID)
-	if err != nil {
-		return err
+	// A generation running here is kept once found: it holds the final
+	// message after it leaves the engine, so a listener here always gets
+	// the final event, even when the conversation is deleted right after.
+	// Found at the start, it is also where the stream starts: its owner and
+	// its text are in memory (the database is behind it), so opening the
+	// stream reads nothing.
+	g := s.engine.get(messageID)
+	var content string
+	var running bool
+	if g != nil {
+		text, final, detached, _ := g.snapshot(0)
+		if detached { // its row is the truth
+			g = nil
+		} else if g.reply.UserID != userID {
+			return ErrMessageNotFound // as the database would answer
+		}
+		content, running = string(text), final == nil
 	}
-	offset, resumed := resumeOffset(lastEventID, m.Content, Running(m.Status))
+	if g == nil {
+		m, err := s.GetMessage(ctx, userID, messageID)
+		if err != nil {
+			return err
+		}
+		content, running = m.Content, Running(m.Status)
+	}
+	offset, resumed := resumeOffset(lastEventID, content, running)
 	if !resumed {
-		offset = len(m.Content)
-		if err := send(StreamEvent{Kind: EventSnapshot, Offset: offset, Text: m.Content}); err != nil {
+		offset = len(content)
+		if err := send(StreamEvent{Kind: EventSnapshot, Offset: offset, Text: content}); err != nil {
 			return err
 		}
 	}
@@ -69,10 +90,6 @@ func (s *Service) Follow(ctx context.Context, userID, messageID, lastEventID str
 	poll := time.NewTicker(2 * time.Second)
 	defer poll.Stop()
 
-	// A generation running here is kept once found: it holds the final
-	// message after it leaves the engine, so a listener here always gets
-	// the final event, even when the conversation is deleted right after.
-	var g *generation
 	for {
 		var changed <-chan struct{}
 		if g == nil {
@@ -95,7 +112,8 @@ func (s *Service) Follow(ctx context.Context, userID, messageID, lastEventID str
 		}
 		if changed == nil {
 			// Generated elsewhere (or finished): read what is persisted.
-			if m, err = getMessage(ctx, s.db.DB, messageID); errors.Is(err, ErrMessageNotFound) {
+			m, err := getMessage(ctx, s.db.DB, messageID)
+			if errors.Is(err, ErrMessageNotFound) {
 				// Its conversation was deleted (after the reply was
 				// stopped): say so, and end.
 				return send(StreamEvent{Kind: EventDeleted, Offset: offset})
