@@ -423,8 +423,8 @@ func (l *Ledger) ReleaseTx(ctx context.Context, tx *sql.Tx, req ReleaseRequest) 
 
 // settle moves an active reservation, r as the caller read it in tx, to a
 // final status, spending `spend` credits of it and releasing the rest, and
-// appends the entry. It is all or nothing: when the hold is no longer active it returns
-// ErrReservationSettled having written nothing, so whichever settlement
+// appends the entry. It is all or nothing: when the hold is no longer
+// active it returns ErrReservationSettled having written nothing, so whichever settlement
 // comes first (a capture, a release, the expiry sweeper) wins and the
 // others change nothing. With retry, a settlement whose key and request
 // were already applied returns that result instead (Capture and Release
@@ -470,24 +470,36 @@ func (l *Ledger) settle(ctx context.Context, tx *sql.Tx, r Reservation, kind, st
 		}
 		return Reservation{}, ErrReservationSettled
 	}
+	r.Status, r.Captured, r.SettledAt = status, spend, &now
+	if err := l.recordSettlement(ctx, tx, r, kind, key, note); err != nil {
+		return Reservation{}, err
+	}
+	return r, nil
+}
+
+// recordSettlement writes what settling r (its status and Captured
+// already changed in tx) does to the ledger: the entry under key, and the
+// user's balance and reserved credits.
+func (l *Ledger) recordSettlement(ctx context.Context, tx *sql.Tx, r Reservation, kind, key, note string) error {
+	now := *r.SettledAt
 	entry := Entry{
-		UserID: r.UserID, Kind: kind, BalanceDelta: -spend, ReservedDelta: -r.Amount,
+		UserID: r.UserID, Kind: kind, BalanceDelta: -r.Captured, ReservedDelta: -r.Amount,
 		ReservationID: r.ID, IdempotencyKey: key, Note: note, Reference: r.Reference, CreatedAt: now,
 	}
+	fingerprint := kind + "|" + r.ID + "|" + strconv.FormatInt(r.Captured, 10)
 	if _, claimed, err := claimKey(ctx, tx, &entry, fingerprint); err != nil || !claimed {
 		if err == nil {
 			err = ErrIdempotencyConflict // the key belongs to another operation; the caller rolls back
 		}
-		return Reservation{}, err
+		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance - $2,
+	_, err := tx.ExecContext(ctx, `UPDATE users SET credits_balance = credits_balance - $2,
 		credits_reserved = credits_reserved - $3, updated_at = $4 WHERE id = $1`,
-		r.UserID, spend, r.Amount, store.NowMillis(now))
+		r.UserID, r.Captured, r.Amount, store.NowMillis(now))
 	if err != nil {
-		return Reservation{}, fmt.Errorf("%s: update user: %w", kind, err)
+		return fmt.Errorf("%s: update user: %w", kind, err)
 	}
-	r.Status, r.Captured, r.SettledAt = status, spend, &now
-	return r, nil
+	return nil
 }
 
 // findKey looks for the entry a user already wrote under an idempotency
@@ -562,22 +574,31 @@ func (l *Ledger) whyNoUpdate(ctx context.Context, tx *sql.Tx, userID string) err
 	return ErrInsufficientCredits
 }
 
-func getReservation(ctx context.Context, q Querier, id string) (Reservation, error) {
+// reservationColumns are the columns scanReservation reads.
+const reservationColumns = `id, user_id, amount, captured, extra_charged, shortfall, status, reference,
+	expires_at, created_at, settled_at`
+
+func scanReservation(row *sql.Row) (Reservation, error) {
 	var r Reservation
 	var captured, settled sql.NullInt64
 	var expires, created int64
-	err := q.QueryRowContext(ctx, `SELECT id, user_id, amount, captured, extra_charged, shortfall, status, reference,
-		expires_at, created_at, settled_at
-		FROM credit_reservations WHERE id = $1`, id).
-		Scan(&r.ID, &r.UserID, &r.Amount, &captured, &r.ExtraCharged, &r.Shortfall, &r.Status, &r.Reference,
-			&expires, &created, &settled)
+	err := row.Scan(&r.ID, &r.UserID, &r.Amount, &captured, &r.ExtraCharged, &r.Shortfall, &r.Status, &r.Reference,
+		&expires, &created, &settled)
+	if err != nil {
+		return r, err
+	}
+	r.Captured, r.ExpiresAt, r.CreatedAt, r.SettledAt = captured.Int64, store.Time(expires), store.Time(created), store.NullTime(settled)
+	return r, nil
+}
+
+func getReservation(ctx context.Context, q Querier, id string) (Reservation, error) {
+	r, err := scanReservation(q.QueryRowContext(ctx, `SELECT `+reservationColumns+` FROM credit_reservations WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrReservationNotFound
 	}
 	if err != nil {
 		return r, fmt.Errorf("read reservation: %w", err)
 	}
-	r.Captured, r.ExpiresAt, r.CreatedAt, r.SettledAt = captured.Int64, store.Time(expires), store.Time(created), store.NullTime(settled)
 	return r, nil
 }
 

@@ -54,46 +54,68 @@ func (l *Ledger) SettleTx(ctx context.Context, tx *sql.Tx, req SettleRequest) (S
 	if req.Cost < 0 {
 		return Settlement{}, ErrInvalidAmount
 	}
-	for attempt := 0; ; attempt++ {
-		r, err := getReservation(ctx, tx, req.ReservationID)
-		if err != nil {
+	r, closed, err := l.closeActive(ctx, tx, req.ReservationID, req.Cost)
+	if err != nil {
+		return Settlement{}, err
+	}
+	if closed {
+		kind, key := KindCapture, "capture:"+r.ID
+		if r.Captured == 0 {
+			kind, key = KindRelease, "release:"+r.ID
+		}
+		if err := l.recordSettlement(ctx, tx, r, kind, key, req.Note); err != nil {
 			return Settlement{}, err
 		}
-		switch r.Status {
-		case StatusActive:
-			spend := min(req.Cost, r.Amount)
-			if spend == 0 {
-				r, err = l.settle(ctx, tx, r, KindRelease, StatusReleased, 0, "release:"+r.ID, req.Note, false)
-			} else {
-				r, err = l.settle(ctx, tx, r, KindCapture, StatusCaptured, spend, "capture:"+r.ID, req.Note, false)
-			}
-			if errors.Is(err, ErrReservationSettled) && attempt == 0 {
-				continue // voided between the read and the update (PostgreSQL): settle it late
-			}
-			if err != nil {
+		s := Settlement{Reservation: r, Charged: r.Captured}
+		if over := req.Cost - r.Captured; over > 0 {
+			if s.Reservation, err = l.charge(ctx, tx, r, over, "cost beyond the hold"); err != nil {
 				return Settlement{}, err
 			}
-			s := Settlement{Reservation: r, Charged: spend}
-			if over := req.Cost - spend; over > 0 {
-				if s.Reservation, err = l.charge(ctx, tx, r, over, "cost beyond the hold"); err != nil {
-					return Settlement{}, err
-				}
-				s.Charged += s.Reservation.ExtraCharged
-				s.Shortfall = s.Reservation.Shortfall
-			}
-			return s, nil
-		case StatusReleased, StatusExpired:
-			if req.Cost == 0 {
-				return Settlement{Reservation: r}, nil // voided already, nothing to pay
-			}
-			if r, err = l.charge(ctx, tx, r, req.Cost, "charged after the hold was "+r.Status); err != nil {
-				return Settlement{}, err
-			}
-			return Settlement{Reservation: r, Charged: r.ExtraCharged, Shortfall: r.Shortfall}, nil
-		default:
-			return Settlement{}, ErrReservationSettled
+			s.Charged += s.Reservation.ExtraCharged
+			s.Shortfall = s.Reservation.Shortfall
 		}
+		return s, nil
 	}
+	// Not active (a hold never becomes active again): voided meanwhile,
+	// or settled already.
+	if r, err = getReservation(ctx, tx, req.ReservationID); err != nil {
+		return Settlement{}, err
+	}
+	switch r.Status {
+	case StatusReleased, StatusExpired:
+		if req.Cost == 0 {
+			return Settlement{Reservation: r}, nil // voided already, nothing to pay
+		}
+		if r, err = l.charge(ctx, tx, r, req.Cost, "charged after the hold was "+r.Status); err != nil {
+			return Settlement{}, err
+		}
+		return Settlement{Reservation: r, Charged: r.ExtraCharged, Shortfall: r.Shortfall}, nil
+	default:
+		return Settlement{}, ErrReservationSettled
+	}
+}
+
+// closeActive captures an active hold up to cost (releases it when cost is
+// 0) in one conditional update that returns it as changed; closed is false,
+// and nothing written, when the hold is not active.
+func (l *Ledger) closeActive(ctx context.Context, tx *sql.Tx, reservationID string, cost int64) (r Reservation, closed bool, err error) {
+	status := StatusCaptured
+	if cost == 0 {
+		status = StatusReleased
+	}
+	now := l.now()
+	r, err = scanReservation(tx.QueryRowContext(ctx, `UPDATE credit_reservations
+		SET status = $3, captured = CASE WHEN amount < $2 THEN amount ELSE $2 END, settled_at = $4
+		WHERE id = $1 AND status = 'active'
+		RETURNING `+reservationColumns, reservationID, cost, status, store.NowMillis(now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Reservation{}, false, nil
+	}
+	if err != nil {
+		return Reservation{}, false, fmt.Errorf("settle: update reservation: %w", err)
+	}
+	r.SettledAt = &now // as written, without the column's rounding to milliseconds
+	return r, true, nil
 }
 
 // charge takes want credits for a settled hold's purpose from the user's
