@@ -153,29 +153,26 @@ func LockUserTx(ctx context.Context, tx *sql.Tx, userID string) error {
 // LockBalanceTx locks the user's row like LockUserTx and returns the
 // user's credits as they stand under the lock, in the same statement.
 func LockBalanceTx(ctx context.Context, tx *sql.Tx, userID string) (luna.Credits, error) {
-	var c luna.Credits
-	err := tx.QueryRowContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1
-		RETURNING credits_balance, credits_reserved`, userID).Scan(&c.Balance, &c.Reserved)
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, ErrUserNotFound
-	}
-	if err != nil {
-		return c, fmt.Errorf("lock user: %w", err)
-	}
-	c.Available = c.Balance - c.Reserved
-	return c, nil
+	return scanCredits(tx.QueryRowContext(ctx, `UPDATE users SET updated_at = updated_at WHERE id = $1
+		RETURNING credits_balance, credits_reserved`, userID), "lock user")
 }
 
 // BalanceTx returns a user's credits as seen by q.
 func BalanceTx(ctx context.Context, q Querier, userID string) (luna.Credits, error) {
+	return scanCredits(q.QueryRowContext(ctx, `SELECT credits_balance, credits_reserved FROM users WHERE id = $1`, userID),
+		"read balance")
+}
+
+// scanCredits reads a user's balance and reserved credits from row;
+// doing names the query in an error.
+func scanCredits(row *sql.Row, doing string) (luna.Credits, error) {
 	var c luna.Credits
-	err := q.QueryRowContext(ctx, `SELECT credits_balance, credits_reserved FROM users WHERE id = $1`, userID).
-		Scan(&c.Balance, &c.Reserved)
+	err := row.Scan(&c.Balance, &c.Reserved)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, ErrUserNotFound
 	}
 	if err != nil {
-		return c, fmt.Errorf("read balance: %w", err)
+		return c, fmt.Errorf("%s: %w", doing, err)
 	}
 	c.Available = c.Balance - c.Reserved
 	return c, nil

@@ -15,14 +15,7 @@ func TestImageSlotsMigrationKeepsHeldSlots(t *testing.T) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(string(dialect), func(t *testing.T) {
 			ctx := context.Background()
-			db, err := store.Open(ctx, storetest.EmptyURL(t, dialect), t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if err := db.MigrateUpTo(ctx, 11); err != nil {
-				t.Fatalf("migrate to 11: %v", err)
-			}
+			db := openMigratedTo(t, dialect, 11)
 			if _, err := db.ExecContext(ctx, `INSERT INTO users (id, provider, email, email_normalized, processing_image_job_id, created_at, updated_at)
 				VALUES ('u1', 'local', 'a@b', 'a@b', 'job-1', 0, 0), ('u2', 'local', 'c@d', 'c@d', NULL, 0, 0)`); err != nil {
 				t.Fatal(err)

@@ -16,14 +16,7 @@ func TestMessageVersionsMigrationLinksExistingMessages(t *testing.T) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(string(dialect), func(t *testing.T) {
 			ctx := context.Background()
-			db, err := store.Open(ctx, storetest.EmptyURL(t, dialect), t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if err := db.MigrateUpTo(ctx, 10); err != nil {
-				t.Fatalf("migrate to 10: %v", err)
-			}
+			db := openMigratedTo(t, dialect, 10)
 			for _, q := range []string{
 				`INSERT INTO users (id, provider, email, email_normalized, created_at, updated_at) VALUES ('u', 'local', 'a@b', 'a@b', 0, 0)`,
 				`INSERT INTO models (id, display_name, base_url, served_model_name, context_tokens, max_output_tokens, millicredits_per_1k, created_at, updated_at)
@@ -67,4 +60,20 @@ func TestMessageVersionsMigrationLinksExistingMessages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openMigratedTo opens an empty database of dialect migrated up to
+// version, for a test of the migrations after it.
+func openMigratedTo(t *testing.T, dialect store.Dialect, version int64) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, storetest.EmptyURL(t, dialect), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.MigrateUpTo(ctx, version); err != nil {
+		t.Fatalf("migrate to %d: %v", version, err)
+	}
+	return db
 }
