@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"luna/internal/store"
 	"luna/internal/store/storetest"
 )
 
