@@ -197,7 +197,14 @@ func (c *Client) Stream(ctx context.Context, req Request, onDelta func(text stri
 	// NewChatCompletionService, unlike openai.NewClient, reads no OPENAI_*
 	// environment variables: no OpenAI key or base URL can leak in.
 	service := openai.NewChatCompletionService(opts...)
-	stream := service.NewStreaming(withConnectTimeout(streamCtx, req.ConnectTimeout), params)
+	// The request is built and sent on a goroutine of its own. openai-go's
+	// request path (reflection-based encoding, middleware) runs deep, and a
+	// goroutine keeps the stack it grew to: the caller's goroutine then
+	// waits on the stream for the whole reply, and would hold about 16 KiB
+	// more for it (lunabench's goroutine stacks per stream, N = 1,000).
+	sent := make(chan *ssestream.Stream[openai.ChatCompletionChunk], 1)
+	go func() { sent <- service.NewStreaming(withConnectTimeout(streamCtx, req.ConnectTimeout), params) }()
+	stream := <-sent
 	defer stream.Close()
 
 	// openai-go sent the request; responseHead.check took the event stream
