@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -8,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,6 +225,7 @@ func TestCreatingConversationsIsRateLimited(t *testing.T) {
 type inFlight struct {
 	mu       sync.Mutex
 	now, max int
+	errs     []string // requests the proxy could not forward
 }
 
 // firstWrite calls done at the first body write (or never).
@@ -245,8 +249,30 @@ func (f *inFlight) proxy(t *testing.T, target string) string {
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.FlushInterval = -1
-	rp.ErrorLog = log.New(io.Discard, "", 0) // streams cut at cleanup
+	// Streams are cut at cleanup; what the proxy logs is kept for a failure.
+	rp.ErrorLog = log.New(writerFunc(func(b []byte) (int, error) {
+		f.mu.Lock()
+		f.errs = append(f.errs, strings.TrimSpace(string(b)))
+		f.mu.Unlock()
+		return len(b), nil
+	}), "", 0)
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		f.mu.Lock()
+		f.errs = append(f.errs, fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err))
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The body is read whole before it is forwarded. Forwarded as it
+		// came, the transport reads it once more after the fake has
+		// answered, finds it closed by this server, and cuts the stream
+		// (the race the benchmark's relay met: cmd/lunabench/relay.go).
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		if r.URL.Path != "/v1/chat/completions" { // e.g. POST /tokenize
 			rp.ServeHTTP(w, r)
 			return
@@ -266,6 +292,11 @@ func (f *inFlight) proxy(t *testing.T, target string) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func (f *inFlight) peak() int {
 	f.mu.Lock()
@@ -289,7 +320,9 @@ func TestTitleRequestsCountTowardTheModelCap(t *testing.T) {
 		})
 		token := s.signup("a@example.com")
 		first, second := s.newConversation(token), s.newConversation(token)
-		s.waitFinal(token, s.send(token, first, "weather?"))
+		if m := s.waitFinal(token, s.send(token, first, "weather?")); m["status"] != "complete" {
+			t.Fatalf("first reply = %v", m)
+		}
 		// The first conversation's title request starts now; a reply in the
 		// second conversation must wait for it.
 		if m := s.waitFinal(token, s.send(token, second, "and tomorrow?")); m["status"] != "complete" {
@@ -308,6 +341,11 @@ func TestTitleRequestsCountTowardTheModelCap(t *testing.T) {
 			for _, r := range got {
 				t.Logf("request: %q", r.Messages[len(r.Messages)-1].Content)
 			}
+			flight.mu.Lock()
+			for _, e := range flight.errs {
+				t.Logf("not forwarded: %s", e)
+			}
+			flight.mu.Unlock()
 			t.Fatalf("upstream requests = %d, want two replies and two titles", len(got))
 		}
 		if got := flight.peak(); got != 1 {
