@@ -87,19 +87,8 @@ for attempt in 1 2 3 4 5; do
 	log "port $PG_PORT is taken; trying another"
 done
 
-# Chromium for the web app's browser tests (Debian's package; the test
-# tools never download a browser of their own).
-CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$CHROMIUM" ] && [ "$(id -u)" -eq 0 ]; then
-	log "installing Chromium for the browser tests (apt-get install chromium)"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-	CHROMIUM=$(command -v chromium || true)
-fi
-if [ -z "$CHROMIUM" ]; then
-	log "Chromium not found: install the 'chromium' package (or run as root)"
-	exit 1
-fi
-export LUNA_TEST_CHROMIUM="$CHROMIUM"
+# Chromium for the browser tests (the web app's and the iOS app's web build).
+. scripts/chromium.sh
 export LUNA_TEST_REQUIRE_BROWSER=1
 
 # A real S3-compatible server (versitygw, built once into a cache dir) for

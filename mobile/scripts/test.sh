@@ -75,23 +75,7 @@ setup_node() {
 	node_ok node || { log "Node 22 did not install"; exit 1; }
 }
 
-setup_chromium() {
-	if [ -n "${LUNA_TEST_CHROMIUM:-}" ]; then return; fi
-	LUNA_TEST_CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-	if [ -z "$LUNA_TEST_CHROMIUM" ] && [ "$(id -u)" -eq 0 ]; then
-		log "installing Chromium for the web journey (apt-get install chromium)"
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-		LUNA_TEST_CHROMIUM=$(command -v chromium || true)
-	fi
-	if [ -z "$LUNA_TEST_CHROMIUM" ]; then
-		log "Chromium not found: install the 'chromium' package (or run as root)"
-		exit 1
-	fi
-	export LUNA_TEST_CHROMIUM
-}
-
-setup_node
-setup_chromium
+. "$MOBILE/../scripts/chromium.sh"
 log "node $(node --version), npm $(npm --version), chromium $LUNA_TEST_CHROMIUM"
 
 # No telemetry or update checks from the tools.
