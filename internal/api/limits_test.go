@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"luna/internal/app"
+	"luna/internal/credits"
 	"luna/internal/imagegen/imagegentest"
 	"luna/internal/llm/llmtest"
 	"luna/internal/store"
@@ -351,5 +353,84 @@ func TestTitleRequestsCountTowardTheModelCap(t *testing.T) {
 		if got := flight.peak(); got != 1 {
 			t.Fatalf("%d upstream requests waited for their first token at once with a cap of 1", got)
 		}
+	})
+}
+
+// A user's sends to several conversations at once are checked one after
+// the other under the user's row: however they interleave, no more replies
+// run than the limit allows, and no more is held than the balance has. On
+// PostgreSQL a send's writes are one statement after the lock, so this
+// holds only if that statement counts what the sends it waited for wrote.
+func TestConcurrentSendsKeepTheUsersLimits(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dialect store.Dialect) {
+		fake := llmtest.New(t)
+		fake.SetDefault(llmtest.Script{Tokens: []string{"slow"}, FirstTokenDelay: 2 * time.Second})
+		const running, sends = 3, 8
+		s := newChatServer(t, dialect, fake, func(c *app.Config) {
+			c.Chat.MaxRunningPerUser = running
+			c.UserRateLimit = 1000
+		})
+		// sendAll sends to sends fresh conversations at once and returns
+		// how many were accepted, failing on any refusal not in refusals.
+		sendAll := func(token string, refusals ...string) int {
+			convs := make([]string, sends)
+			for i := range convs {
+				convs[i] = s.newConversation(token)
+			}
+			answers := make([]response, sends)
+			var wg sync.WaitGroup
+			for i := range sends {
+				wg.Go(func() {
+					answers[i] = s.do("POST", "/v1/conversations/"+convs[i]+"/messages", token, map[string]string{"content": "hello"})
+				})
+			}
+			wg.Wait()
+			accepted := 0
+			for i, r := range answers {
+				switch {
+				case r.status == http.StatusCreated:
+					accepted++
+				case !slices.Contains(refusals, fmt.Sprint(r.status, " ", r.errorCode(t))):
+					t.Fatalf("send %d: %d %s, want 201 or one of %q", i, r.status, r.body, refusals)
+				}
+			}
+			return accepted
+		}
+
+		grant := func(token string, amount int64) {
+			userID := s.do("GET", "/v1/me", token, nil).json(t)["id"].(string)
+			if _, err := s.ledger().Grant(t.Context(), credits.GrantRequest{UserID: userID, Amount: amount}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for round := range 3 {
+			token := s.signup(fmt.Sprintf("running%d@example.com", round))
+			grant(token, 100_000) // the running limit binds, not the balance
+			if got := sendAll(token, "429 rate_limited"); got != running {
+				t.Fatalf("round %d: %d of %d sends accepted, want the running limit %d", round, got, sends, running)
+			}
+		}
+
+		// Credits for about two and a half replies: whatever is accepted,
+		// what is held never exceeds the balance.
+		token := s.signup("credits@example.com")
+		first := s.send(token, s.newConversation(token), "hello")
+		hold := int64(s.credits(token)["reserved"].(float64))
+		s.waitFinal(token, first)
+		balance := int64(s.credits(token)["balance"].(float64))
+		userID := s.do("GET", "/v1/me", token, nil).json(t)["id"].(string)
+		if _, err := s.ledger().Adjust(t.Context(), credits.AdjustRequest{
+			UserID: userID, Amount: -(balance - 5*hold/2), IdempotencyKey: "cut",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// Past the balance a send is refused with 402, past the running
+		// limit (a capped reply may still fit) with 429.
+		accepted := sendAll(token, "402 insufficient_credits", "429 rate_limited")
+		c := s.credits(token)
+		if c["reserved"].(float64) > c["balance"].(float64) || accepted < 2 || accepted > running {
+			t.Fatalf("%d accepted, credits %v: held more than the balance, or limits miscounted", accepted, c)
+		}
+		wantAuditClean(t, s)
 	})
 }

@@ -48,3 +48,59 @@ func TestOpeningALocalStreamReadsOnlyTheSession(t *testing.T) {
 		t.Errorf("another user's stream: %d, want 404", r.status)
 	}
 }
+
+// A reply costs at most ten statements on PostgreSQL, BEGIN and COMMIT
+// included: its send, the opening of its stream and its completion (the
+// figure lunabench prints per reply, here without the flushes, which are
+// shared by every running reply). The budget per part is what the code is
+// built to spend; a change that adds a round trip fails here.
+func TestAReplyCostsAtMostTenStatements(t *testing.T) {
+	fake := llmtest.New(t)
+	fake.SetDefault(llmtest.Script{Tokens: repeatedTokens(20), TokenDelay: 5 * time.Millisecond})
+	s := newChatServer(t, store.Postgres, fake, func(c *app.Config) {
+		c.Chat.FlushInterval, c.Chat.SweepInterval = time.Hour, time.Hour
+	})
+	token := s.signup("a@example.com")
+
+	var send, open, complete int64 = -1, -1, -1
+	for range 3 { // background work may add a statement now and then: the fewest counts
+		// A conversation with a title: no title is asked for after its first reply.
+		r := s.do("POST", "/v1/conversations", token, map[string]string{"modelId": "test-model", "title": "Counted"})
+		if r.status != http.StatusCreated {
+			t.Fatalf("create conversation: %d %s", r.status, r.body)
+		}
+		conv := r.json(t)["id"].(string)
+		before, _ := s.app.DB().Statements()
+		msgID := s.send(token, conv, "hello")
+		afterSend, _ := s.app.DB().Statements()
+		st := s.openStream("/v1/messages/"+msgID+"/stream", token, "")
+		if ev, ok := st.next(); !ok || ev.name != "snapshot" {
+			t.Fatalf("first event %+v, %v; want a snapshot", ev, ok)
+		}
+		afterOpen, _ := s.app.DB().Statements()
+		for {
+			ev, ok := st.next()
+			if !ok {
+				t.Fatal("stream ended without a done event")
+			}
+			if ev.name == "done" {
+				break
+			}
+		}
+		st.close()
+		time.Sleep(100 * time.Millisecond) // the completion's notification follows its commit
+		afterDone, _ := s.app.DB().Statements()
+		fewest := func(p *int64, n int64) {
+			if *p < 0 || n < *p {
+				*p = n
+			}
+		}
+		fewest(&send, afterSend-before)
+		fewest(&open, afterOpen-afterSend)
+		fewest(&complete, afterDone-afterOpen)
+	}
+	t.Logf("statements: send %d, stream %d, completion %d", send, open, complete)
+	if total := send + open + complete; total > 9 {
+		t.Errorf("a reply took %d statements (send %d, stream %d, completion %d), want at most 9", total, send, open, complete)
+	}
+}

@@ -6,6 +6,7 @@
 package chat
 
 import (
+	"database/sql"
 	"strings"
 	"time"
 
@@ -89,9 +90,15 @@ const conversationColumns = `id, user_id, model_id, title, last_message_preview,
 func scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
 	var c Conversation
 	var created, updated int64
-	err := row.Scan(&c.ID, &c.UserID, &c.ModelID, &c.Title, &c.LastMessagePreview, &c.GeneratingMessageID, &c.LeafMessageID, &created, &updated)
+	err := row.Scan(conversationDest(&c, &created, &updated)...)
 	c.CreatedAt, c.UpdatedAt = store.Time(created), store.Time(updated)
 	return c, err
+}
+
+// conversationDest lists where to scan conversationColumns, as
+// messageDest does for messages.
+func conversationDest(c *Conversation, created, updated *int64) []any {
+	return []any{&c.ID, &c.UserID, &c.ModelID, &c.Title, &c.LastMessagePreview, &c.GeneratingMessageID, &c.LeafMessageID, created, updated}
 }
 
 const messageColumns = `id, conversation_id, user_id, role, content, status, prompt_tokens, completion_tokens, credits_charged,
@@ -101,11 +108,41 @@ const messageColumns = `id, conversation_id, user_id, role, content, status, pro
 func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
 	var m Message
 	var created, updated int64
-	err := row.Scan(&m.ID, &m.ConversationID, &m.UserID, &m.Role, &m.Content, &m.Status, &m.PromptTokens,
-		&m.CompletionTokens, &m.CreditsCharged, &m.CreditsShortfall, &m.FinishReason, &m.ErrorCode, &m.ErrorMessage,
-		&m.ClientMessageID, &m.ParentID, &m.ReservationID, &m.MaxTokens, &created, &updated)
+	err := row.Scan(messageDest(&m, &created, &updated)...)
 	m.CreatedAt, m.UpdatedAt = store.Time(created), store.Time(updated)
 	return m, err
+}
+
+// messageDest lists where to scan messageColumns: into m, and its instants
+// into created and updated (Unix milliseconds, for the caller to convert).
+func messageDest(m *Message, created, updated *int64) []any {
+	return []any{&m.ID, &m.ConversationID, &m.UserID, &m.Role, &m.Content, &m.Status, &m.PromptTokens,
+		&m.CompletionTokens, &m.CreditsCharged, &m.CreditsShortfall, &m.FinishReason, &m.ErrorCode, &m.ErrorMessage,
+		&m.ClientMessageID, &m.ParentID, &m.ReservationID, &m.MaxTokens, created, updated}
+}
+
+// nullConversation scans conversationColumns from an outer join, where
+// they may all be NULL.
+type nullConversation struct {
+	id, userID, modelID, title, preview, generating, leaf sql.NullString
+	created, updated                                      sql.NullInt64
+}
+
+func (c *nullConversation) dest() []any {
+	return []any{&c.id, &c.userID, &c.modelID, &c.title, &c.preview, &c.generating, &c.leaf, &c.created, &c.updated}
+}
+
+// conversation returns the conversation scanned, found false when the
+// join had none.
+func (c *nullConversation) conversation() (Conversation, bool) {
+	if !c.id.Valid {
+		return Conversation{}, false
+	}
+	return Conversation{
+		ID: c.id.String, UserID: c.userID.String, ModelID: c.modelID.String, Title: c.title.String,
+		LastMessagePreview: c.preview.String, GeneratingMessageID: c.generating.String, LeafMessageID: c.leaf.String,
+		CreatedAt: store.Time(c.created.Int64), UpdatedAt: store.Time(c.updated.Int64),
+	}, true
 }
 
 // Page asks for one page of a list.

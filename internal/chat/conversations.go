@@ -69,6 +69,25 @@ func (s *Service) GetConversation(ctx context.Context, userID, id string) (Conve
 	return c, nil
 }
 
+// conversationWithModel returns a user's conversation and its model in one
+// read (a send needs both; the model is checked after a retry is
+// answered).
+func (s *Service) conversationWithModel(ctx context.Context, userID, id string) (Conversation, models.Model, error) {
+	var c Conversation
+	var created, updated int64
+	m, err := models.ScanAfter(s.db.QueryRowContext(ctx, `SELECT c.*, `+models.ColumnsOf("m")+`
+		FROM (SELECT `+conversationColumns+` FROM conversations WHERE id = $1 AND user_id = $2) c
+		JOIN models m ON m.id = c.model_id`, id, userID), conversationDest(&c, &created, &updated)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, m, ErrConversationNotFound
+	}
+	if err != nil {
+		return c, m, fmt.Errorf("get conversation and model: %w", err)
+	}
+	c.CreatedAt, c.UpdatedAt = store.Time(created), store.Time(updated)
+	return c, m, nil
+}
+
 // CheckConversationOwner returns nil when the conversation exists and
 // belongs to the user, and ErrConversationNotFound otherwise (also for an
 // id that is not one). Other packages (images) ask this rather than read

@@ -290,11 +290,11 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 
 	var final Message
 	var conv Conversation
-	var convFound bool
+	var convFound, published bool // published: the store's own statement notified
 	if !leaseLost {
 		var storeErr error
 		for attempt := range 3 {
-			final, conv, convFound, storeErr = e.store(g, o, text, res.FinishReason)
+			final, conv, convFound, published, storeErr = e.store(g, o, text, res.FinishReason)
 			if storeErr == nil || errors.Is(storeErr, errLeaseLost) {
 				break
 			}
@@ -323,19 +323,26 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 	}
 
 	ctx := e.life
-	// The followers' signal, then the user's events, in one statement.
+	// The followers' signal, then the user's events, in one statement
+	// (unless the store's own statement sent them).
 	var b events.Batch
-	b.Message(final.ID)
-	b.User(final.UserID, events.MessageUpdated, final.ID)
+	if !published {
+		b.Message(final.ID)
+		b.User(final.UserID, events.MessageUpdated, final.ID)
+	}
 	if !convFound { // the reply no longer held it (rare): read it as it is
 		var err error
 		conv, err = e.s.GetConversation(ctx, final.UserID, final.ConversationID)
-		convFound = err == nil
-	}
-	if convFound {
+		if err == nil {
+			b.User(final.UserID, events.ConversationUpdated, conv.ID)
+			convFound = true
+		}
+	} else if !published {
 		b.User(final.UserID, events.ConversationUpdated, conv.ID)
 	}
-	b.User(final.UserID, events.CreditsUpdated, "")
+	if !published {
+		b.User(final.UserID, events.CreditsUpdated, "")
+	}
 	e.s.publishAll(ctx, &b)
 	if convFound && final.Status == StatusComplete && conv.Title == "" {
 		e.generateTitle(conv, g, text)
@@ -346,9 +353,15 @@ func (e *engine) finish(g *generation, res llm.Result, err error, promptEstimate
 // together. It returns the message as stored and, when the reply still
 // held its conversation, the conversation as released (found false when
 // it did not, e.g. deleted meanwhile).
-func (e *engine) store(g *generation, o outcome, text, finishReason string) (final Message, conv Conversation, found bool, err error) {
+func (e *engine) store(g *generation, o outcome, text, finishReason string) (final Message, conv Conversation, found, published bool, err error) {
 	ctx := e.life
 	now := e.s.now()
+	if e.s.db.Dialect == store.Postgres && g.reply.ReservationID != "" {
+		final, conv, found, stored, err := e.storeAtOnce(ctx, g, o, text, finishReason, now)
+		if err != nil || stored {
+			return final, conv, found, stored, err
+		}
+	}
 	err = e.s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if final, err = e.storeReplyTx(ctx, tx, g, o, text, finishReason, now); err != nil {
@@ -373,7 +386,74 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (fin
 		conv, found, err = releaseConversationTx(ctx, tx, g.reply, preview(text), now)
 		return err
 	})
-	return final, conv, found, err
+	return final, conv, found, false, err
+}
+
+// storeAtOnce is store's usual case on PostgreSQL, written as one
+// statement, so that a completion is one round trip with no transaction
+// around it: the reply still leased to this instance, its hold active and
+// covering its cost. The reply, the settlement (credits.SettleSteps), the
+// conversation's release and the completion's notifications are all
+// written, or, when that case does not apply, nothing (stored is false:
+// store's transaction then finds out why and does what applies). The
+// statement asserts that the settlement was written whole, so that a
+// surprise fails it rather than half-writing it.
+func (e *engine) storeAtOnce(ctx context.Context, g *generation, o outcome, text, finishReason string, now time.Time) (final Message, conv Conversation, convFound, stored bool, err error) {
+	var args store.Args
+	settle := e.s.ledger.SettleSteps(&args, g.reply.ReservationID, o.charge, "reply")
+	id, at := args.Add(g.reply.ID), args.Add(store.NowMillis(now))
+	var b events.Batch
+	b.Message(g.reply.ID)
+	b.User(g.reply.UserID, events.MessageUpdated, g.reply.ID)
+	b.User(g.reply.UserID, events.CreditsUpdated, "")
+	notify, err := e.s.bus.NotifyCalls(&b, &args)
+	if err != nil {
+		return Message{}, Conversation{}, false, false, err
+	}
+	var convEvent events.Batch
+	convEvent.User(g.reply.UserID, events.ConversationUpdated, g.reply.ConversationID)
+	notifyConv, err := e.s.bus.NotifyCalls(&convEvent, &args)
+	if err != nil {
+		return Message{}, Conversation{}, false, false, err
+	}
+	notifications := "''"
+	if notify != "" {
+		notifications = "concat(" + notify + ", CASE WHEN c.id IS NOT NULL THEN concat(" + notifyConv + ") END)"
+	}
+	q := `WITH ` + settle.Lock + `,
+		reply AS (UPDATE messages SET content = ` + args.Add(text) + `, status = ` + args.Add(o.status) + `,
+				prompt_tokens = prompt_tokens + ` + args.Add(o.promptTokens) + `,
+				completion_tokens = completion_tokens + ` + args.Add(o.completionTokens) + `,
+				finish_reason = ` + args.Add(finishReason) + `, error_code = ` + args.Add(o.errorCode) + `,
+				error_message = ` + args.Add(o.errorMessage) + `, credits_charged = credits_charged + ` + args.Add(o.charge) + `,
+				lease_owner = NULL, lease_expires_at = NULL, completed_at = ` + at + `, updated_at = ` + at + `
+			WHERE id = ` + id + ` AND status IN ('pending', 'streaming') AND lease_owner = ` + args.Add(e.instanceID) + `
+				AND EXISTS (SELECT 1 FROM settle_hold)
+			RETURNING ` + messageColumns + `),
+		` + settle.Settle + `,
+		released AS (UPDATE conversations SET generating_message_id = NULL, updated_at = ` + at + `,
+				last_message_preview = CASE WHEN ` + args.Add(preview(text)) + ` <> '' THEN ` + args.Add(preview(text)) + ` ELSE last_message_preview END
+			WHERE id = ` + args.Add(g.reply.ConversationID) + ` AND generating_message_id = ` + id + ` AND EXISTS (SELECT 1 FROM reply)
+			RETURNING ` + conversationColumns + `)
+		SELECT r.*, c.*, CAST(CASE WHEN ` + settle.Done + ` THEN '0' ELSE 'completion: settlement not written whole' END AS integer),
+			` + notifications + `
+		FROM reply r LEFT JOIN released c ON true`
+	var m Message
+	var created, updated int64
+	var c nullConversation
+	var check int
+	var notified string
+	dest := append(messageDest(&m, &created, &updated), c.dest()...)
+	err = e.s.db.QueryRowContext(ctx, q, args.Values()...).Scan(append(dest, &check, &notified)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, Conversation{}, false, false, nil
+	}
+	if err != nil {
+		return Message{}, Conversation{}, false, false, fmt.Errorf("store reply: %w", err)
+	}
+	m.CreatedAt, m.UpdatedAt = store.Time(created), store.Time(updated)
+	conv, convFound = c.conversation()
+	return m, conv, convFound, notify != "", nil
 }
 
 // storeReplyTx writes a reply's final text, status and token counts,

@@ -42,7 +42,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	if len(req.ClientMessageID) > 100 {
 		return Message{}, Message{}, luna.Errorf(luna.CodeInvalidRequest, "clientMessageId must be at most 100 characters.")
 	}
-	conv, err := s.GetConversation(ctx, req.UserID, req.ConversationID)
+	conv, model, err := s.conversationWithModel(ctx, req.UserID, req.ConversationID)
 	if err != nil {
 		return Message{}, Message{}, err
 	}
@@ -54,9 +54,8 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	if s.engine.closing() {
 		return Message{}, Message{}, ErrShuttingDown
 	}
-	model, err := s.activeModel(ctx, conv.ModelID, false)
-	if err != nil {
-		return Message{}, Message{}, err
+	if !model.Active {
+		return Message{}, Message{}, ErrModelUnavailable
 	}
 	// The new message follows the shown path (versions.go).
 	history, err := pathTo(ctx, s.db, conv.LeafMessageID, historyLimit, true)
@@ -80,9 +79,22 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		ID: newID(), ConversationID: conv.ID, UserID: req.UserID, Role: "assistant", Status: StatusPending,
 		ParentID: userMsg.ID, CreatedAt: replyAt.UTC(), UpdatedAt: replyAt.UTC(),
 	}
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		return s.sendTx(ctx, tx, req, conv, &userMsg, &reply, plan, now)
-	})
+	// On PostgreSQL the send's writes are first tried as one statement
+	// (sendAtOnce); when that does not apply, the transaction is tried
+	// again the general way, which says why.
+	published := false
+	atOnce := s.db.Dialect == store.Postgres
+	for {
+		err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			published, err = s.sendTx(ctx, tx, req, conv, &userMsg, &reply, plan, now, atOnce)
+			return err
+		})
+		if !errors.Is(err, errNotAtOnce) {
+			break
+		}
+		atOnce = false
+	}
 	if errors.Is(err, errRetried) {
 		return s.sentWithVersions(ctx, userMsg, reply, nil)
 	}
@@ -101,49 +113,119 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 	userMsg.Versions, reply.Versions = []string{userMsg.ID}, []string{reply.ID}
 	s.engine.start(reply, plan)
 	conv.GeneratingMessageID, conv.UpdatedAt, conv.LastMessagePreview = reply.ID, now.UTC(), preview(content)
-	var b events.Batch
-	b.User(req.UserID, events.MessageCreated, userMsg.ID)
-	b.User(req.UserID, events.MessageCreated, reply.ID)
-	b.User(req.UserID, events.ConversationUpdated, conv.ID)
-	b.User(req.UserID, events.CreditsUpdated, "")
-	s.publishAll(ctx, &b)
+	if !published {
+		b := sendEvents(req.UserID, userMsg.ID, reply.ID, conv.ID)
+		s.publishAll(ctx, &b)
+	}
 	return userMsg, reply, nil
 }
+
+// sendEvents are what a send tells the user's clients.
+func sendEvents(userID, userMsgID, replyID, conversationID string) events.Batch {
+	var b events.Batch
+	b.User(userID, events.MessageCreated, userMsgID)
+	b.User(userID, events.MessageCreated, replyID)
+	b.User(userID, events.ConversationUpdated, conversationID)
+	b.User(userID, events.CreditsUpdated, "")
+	return b
+}
+
+// errNotAtOnce ends a send's transaction whose one statement (sendAtOnce)
+// did not apply; the send tries again the general way.
+var errNotAtOnce = errors.New("send: not in one statement")
 
 // sendTx is a send's transaction: it locks the user's row (this user's
 // sends count their running replies one after the other; SQLite serialises
 // anyway), answers a retry that committed while this send waited for the
 // lock with its messages (errRetried, before any limit counts it), counts
 // the request, holds the credits, claims the conversation and stores both
-// messages. On success userMsg and reply are as stored.
-func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv Conversation, userMsg, reply *Message, plan replyPlan, now time.Time) error {
+// messages: with atOnce in one statement that also notifies (published),
+// or errNotAtOnce. On success userMsg and reply are as stored.
+func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv Conversation, userMsg, reply *Message, plan replyPlan, now time.Time, atOnce bool) (published bool, err error) {
 	balance, err := credits.LockBalanceTx(ctx, tx, req.UserID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if req.ClientMessageID != "" {
 		u, r, found, err := s.findSent(ctx, tx, conv.ID, req.ClientMessageID, userMsg.Content)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if found {
 			*userMsg, *reply = u, r
-			return errRetried
+			return false, errRetried
 		}
 	}
 	if req.RateLimit != nil {
 		if err := req.RateLimit(ctx, tx); err != nil {
-			return err
+			return false, err
 		}
+	}
+	if atOnce {
+		return s.sendAtOnce(ctx, tx, req.UserID, balance, conv, *userMsg, reply, plan, now)
 	}
 	reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, balance, conv.ID, reply.ID, "reply:"+reply.ID, plan)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := s.claimConversation(ctx, tx, req.UserID, conv, reply.ID, reply.ID, preview(userMsg.Content), now); err != nil {
-		return err
+		return false, err
 	}
-	return s.insertMessages(ctx, tx, *userMsg, *reply)
+	return false, s.insertMessages(ctx, tx, *userMsg, *reply)
+}
+
+// sendAtOnce is the usual send on PostgreSQL, its writes after the user's
+// row is locked in one statement: below the running limit (counted by
+// this statement, whose snapshot follows the lock), a hold the balance
+// covers (credits.ReserveSteps), the conversation claimed as it was read,
+// both messages inserted and the user's clients notified when it commits.
+// Anything else, or a reply the balance caps below the minimum, or a free
+// model, is errNotAtOnce (the transaction rolls back whatever the
+// statement wrote): holdReply, claimConversation and insertMessages then
+// do it step by step and say why it cannot be done.
+func (s *Service) sendAtOnce(ctx context.Context, tx *sql.Tx, userID string, balance luna.Credits, conv Conversation, userMsg Message, reply *Message, plan replyPlan, now time.Time) (published bool, err error) {
+	maxTokens, amount, err := s.budget(plan, balance.Available)
+	if err != nil || amount == 0 {
+		return false, errNotAtOnce
+	}
+	var args store.Args
+	hold := s.ledger.ReserveSteps(&args, credits.ReserveRequest{
+		UserID: userID, Amount: amount, TTL: s.cfg.ReservationTTL,
+		IdempotencyKey: "reply:" + reply.ID, Reference: credits.MessageReference(conv.ID, reply.ID),
+	}, `(SELECT COUNT(*) FROM messages WHERE user_id = `+args.Add(userID)+` AND status IN ('pending', 'streaming')) < `+args.Add(s.cfg.MaxRunningPerUser))
+	withHold := *reply
+	withHold.MaxTokens, withHold.ReservationID = maxTokens, hold.HoldID
+	lastPreview := preview(userMsg.Content)
+	b := sendEvents(userID, userMsg.ID, reply.ID, conv.ID)
+	notify, err := s.bus.NotifyCalls(&b, &args)
+	if err != nil {
+		return false, err
+	}
+	if notify == "" {
+		notify = "''"
+	} else {
+		notify = "concat(" + notify + ")"
+	}
+	q := `WITH ` + hold.Clauses + `,
+		claim AS (UPDATE conversations SET generating_message_id = ` + args.Add(reply.ID) + `, leaf_message_id = ` + args.Add(reply.ID) + `,
+				updated_at = ` + args.Add(store.NowMillis(now)) + `,
+				last_message_preview = CASE WHEN ` + args.Add(lastPreview) + ` <> '' THEN ` + args.Add(lastPreview) + ` ELSE last_message_preview END
+			WHERE id = ` + args.Add(conv.ID) + ` AND user_id = ` + args.Add(userID) + ` AND generating_message_id IS NULL
+				AND COALESCE(leaf_message_id, '') = ` + args.Add(conv.LeafMessageID) + ` AND EXISTS (SELECT 1 FROM reserve_entry)
+			RETURNING id),
+		question AS (INSERT INTO messages (` + insertColumns + `) SELECT ` + s.messageValues(&args, userMsg) + ` FROM claim RETURNING id),
+		answer AS (INSERT INTO messages (` + insertColumns + `) SELECT ` + s.messageValues(&args, withHold) + ` FROM question RETURNING id)
+		SELECT ` + notify + ` FROM answer`
+	var notified string
+	err = tx.QueryRowContext(ctx, q, args.Values()...).Scan(&notified)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, errNotAtOnce
+	}
+	if err != nil {
+		return false, fmt.Errorf("send: %w", err)
+	}
+	reply.MaxTokens, reply.ReservationID = maxTokens, hold.HoldID
+	return notify != "''", nil
 }
 
 // sentWithVersions returns the messages of an earlier send with their
@@ -219,29 +301,36 @@ func (s *Service) claimConversation(ctx context.Context, tx *sql.Tx, userID stri
 // complete, replies as pending under this instance's lease (held until
 // lease TTL after their creation).
 func (s *Service) insertMessages(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
-	const columns = 14
+	var args store.Args
 	values := make([]string, 0, len(msgs))
-	args := make([]any, 0, columns*len(msgs))
 	for _, m := range msgs {
-		marks := make([]string, columns)
-		for i := range marks {
-			marks[i] = fmt.Sprintf("$%d", len(args)+i+1)
-		}
-		values = append(values, "("+strings.Join(marks, ", ")+")")
-		created := store.NowMillis(m.CreatedAt)
-		status, leaseOwner, leaseExpires := StatusComplete, any(nil), any(nil)
-		if m.Role == "assistant" {
-			status, leaseOwner, leaseExpires = StatusPending, s.engine.instanceID, store.NowMillis(m.CreatedAt.Add(s.cfg.LeaseTTL))
-		}
-		args = append(args, m.ID, m.ConversationID, m.UserID, m.Role, m.Content, status,
-			nullString(m.ClientMessageID), nullString(m.ParentID), nullString(m.ReservationID), m.MaxTokens,
-			leaseOwner, leaseExpires, created, created)
+		values = append(values, "("+s.messageValues(&args, m)+")")
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, role, content, status,
-			client_message_id, parent_id, reservation_id, max_tokens, lease_owner, lease_expires_at, created_at, updated_at)
-		VALUES `+strings.Join(values, ", "), args...)
+	_, err := tx.ExecContext(ctx, `INSERT INTO messages (`+insertColumns+`) VALUES `+strings.Join(values, ", "), args.Values()...)
 	if err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}
 	return nil
+}
+
+// insertColumns are the columns messageValues gives a new message.
+const insertColumns = `id, conversation_id, user_id, role, content, status,
+	client_message_id, parent_id, reservation_id, max_tokens, lease_owner, lease_expires_at, created_at, updated_at`
+
+// messageValues adds a new message's insertColumns to args and returns
+// their placeholders: a question as complete, a reply as pending under
+// this instance's lease (held until lease TTL after its creation).
+func (s *Service) messageValues(args *store.Args, m Message) string {
+	created := store.NowMillis(m.CreatedAt)
+	status, leaseOwner, leaseExpires := StatusComplete, any(nil), any(nil)
+	if m.Role == "assistant" {
+		status, leaseOwner, leaseExpires = StatusPending, s.engine.instanceID, store.NowMillis(m.CreatedAt.Add(s.cfg.LeaseTTL))
+	}
+	marks := make([]string, 0, 14)
+	for _, v := range []any{m.ID, m.ConversationID, m.UserID, m.Role, m.Content, status,
+		nullString(m.ClientMessageID), nullString(m.ParentID), nullString(m.ReservationID), m.MaxTokens,
+		leaseOwner, leaseExpires, created, created} {
+		marks = append(marks, args.Add(v))
+	}
+	return strings.Join(marks, ", ")
 }

@@ -633,3 +633,43 @@ func (l *Ledger) changed(ctx context.Context, userID string) {
 		l.onChange(ctx, userID)
 	}
 }
+
+// ReserveSteps is ReserveTx's usual case, a fresh idempotency key and
+// enough available credits, written as clauses of one PostgreSQL
+// statement, for a caller that stores what the hold pays for in the same
+// statement (chat's send): reserve_user raises the user's reserved
+// credits when the caller's condition holds and the credits suffice,
+// reserve_hold inserts the hold and reserve_entry its entry, each only
+// when the one before wrote. The caller gates its own writes on
+// EXISTS (SELECT 1 FROM reserve_entry). When reserve_user writes nothing,
+// neither do the others: the caller's transaction then places the hold
+// with ReserveTx, which says why it cannot. The user's row must be locked
+// already (a statement's snapshot would otherwise miss what a transaction
+// it waited for wrote).
+type ReserveSteps struct {
+	Clauses string
+	HoldID  string // the hold's id when it is placed
+}
+
+// ReserveSteps writes the steps that hold req.Amount for req.UserID (a
+// positive amount, a fresh key) when condition (an SQL boolean) holds,
+// adding their arguments to args.
+func (l *Ledger) ReserveSteps(args *store.Args, req ReserveRequest, condition string) ReserveSteps {
+	now := l.now()
+	holdID := uuid.NewString()
+	user, amount, at := args.Add(req.UserID), args.Add(req.Amount), args.Add(store.NowMillis(now))
+	reference := args.Add(req.Reference)
+	return ReserveSteps{HoldID: holdID, Clauses: `reserve_user AS (UPDATE users SET credits_reserved = credits_reserved + ` + amount + `, updated_at = ` + at + `
+			WHERE id = ` + user + ` AND deleted_at IS NULL AND credits_balance - credits_reserved >= ` + amount + ` AND ` + condition + `
+			RETURNING id),
+		reserve_hold AS (INSERT INTO credit_reservations (id, user_id, amount, status, reference, expires_at, created_at)
+			SELECT ` + args.Add(holdID) + `, id, ` + amount + `, 'active', ` + reference + `, ` + args.Add(store.NowMillis(now.Add(req.TTL))) + `, ` + at + `
+			FROM reserve_user
+			RETURNING id, user_id),
+		reserve_entry AS (INSERT INTO credit_entries
+				(user_id, kind, balance_delta, reserved_delta, reservation_id, idempotency_key, fingerprint, reference, note, shortfall, created_at)
+			SELECT user_id, '` + KindReserve + `', 0, ` + amount + `, id, ` + args.Add(req.IdempotencyKey) + `,
+				` + args.Add(KindReserve+"|"+strconv.FormatInt(req.Amount, 10)+"|"+req.Reference) + `, ` + reference + `, '', 0, ` + at + `
+			FROM reserve_hold
+			RETURNING id)`}
+}

@@ -206,3 +206,57 @@ func (l *Ledger) RenewHolds(ctx context.Context, reservationIDs []string, ttl ti
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+// SettleSteps is SettleTx's usual case, an active hold that covers the
+// cost, written as clauses of one PostgreSQL statement, for a caller that
+// completes what the hold paid for in the same statement, in one round
+// trip (chat's completion). Its clauses, in this order:
+//
+//   - Lock, first: settle_hold, which locks the hold when it is active and
+//     covers the cost, and is empty otherwise;
+//   - the caller's own write, gated on EXISTS (SELECT 1 FROM settle_hold),
+//     named gate;
+//   - Settle, once gate has a row: the hold captured at the cost (released
+//     when the cost is 0), its entry written, the user's balance and
+//     reserved credits lowered, as SettleTx does.
+//
+// Done is true when all of that was written; a statement whose gate wrote
+// must fail unless it is (the usual assertion: a cast of a message to an
+// integer), so that it writes all or nothing. When settle_hold is empty
+// nothing is written: settle with SettleTx instead. What is charged is the
+// cost, with no shortfall.
+type SettleSteps struct {
+	Lock, Settle, Done string
+}
+
+// SettleSteps writes the steps that settle the hold reservationID at cost
+// (>= 0) once the caller's CTE gate has a row, adding their arguments to
+// args.
+func (l *Ledger) SettleSteps(args *store.Args, reservationID string, cost int64, gate string) SettleSteps {
+	now := l.now()
+	kind, status := KindCapture, StatusCaptured
+	if cost == 0 {
+		kind, status = KindRelease, StatusReleased
+	}
+	id := args.Add(reservationID)
+	at := args.Add(store.NowMillis(now))
+	return SettleSteps{
+		Lock: `settle_hold AS (SELECT id FROM credit_reservations
+			WHERE id = ` + id + ` AND status = 'active' AND amount >= ` + args.Add(cost) + ` FOR UPDATE)`,
+		Settle: `settle_capture AS (UPDATE credit_reservations SET status = ` + args.Add(status) + `, captured = ` + args.Add(cost) + `, settled_at = ` + at + `
+			WHERE id = ` + id + ` AND status = 'active' AND EXISTS (SELECT 1 FROM ` + gate + `)
+			RETURNING id, user_id, amount, reference),
+		settle_entry AS (INSERT INTO credit_entries
+				(user_id, kind, balance_delta, reserved_delta, reservation_id, idempotency_key, fingerprint, reference, note, shortfall, created_at)
+			SELECT user_id, ` + args.Add(kind) + `, ` + args.Add(-cost) + `, -amount, id, ` + args.Add(kind+":"+reservationID) + `,
+				` + args.Add(kind+"|"+reservationID+"|"+strconv.FormatInt(cost, 10)) + `, reference, '', 0, ` + at + `
+			FROM settle_capture
+			RETURNING id),
+		settle_balance AS (UPDATE users SET credits_balance = credits_balance - ` + args.Add(cost) + `,
+				credits_reserved = credits_reserved - c.amount, updated_at = ` + at + `
+			FROM settle_capture c WHERE users.id = c.user_id
+			RETURNING users.id)`,
+		Done: `((SELECT COUNT(*) FROM settle_capture) = 1 AND (SELECT COUNT(*) FROM settle_entry) = 1
+			AND (SELECT COUNT(*) FROM settle_balance) = 1)`,
+	}
+}

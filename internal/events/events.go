@@ -16,6 +16,8 @@ package events
 import (
 	"context"
 	"sync"
+
+	"luna/internal/store"
 )
 
 // Change is one change for a user: the SSE event type and the id of the
@@ -285,6 +287,19 @@ func (b *Bus) PublishBatch(ctx context.Context, batch *Batch) error {
 		return nil
 	}
 	return b.publishAll(ctx, batch.ns)
+}
+
+// NotifyCalls returns the batch as the pg_notify calls of a statement that
+// makes its changes ("pg_notify($3, $4), …", arguments added to args), for
+// a bus on PostgreSQL: PostgreSQL delivers them when that statement's
+// transaction commits, and not at all when it rolls back, so the changes
+// and their notifications cost one round trip. It returns "" for a bus
+// in-process, whose caller publishes with PublishBatch after the commit.
+func (b *Bus) NotifyCalls(batch *Batch, args *store.Args) (string, error) {
+	if !b.distributed || len(batch.ns) == 0 {
+		return "", nil
+	}
+	return notifyCalls(batch.ns, args)
 }
 
 // PublishMessage signals that messageID changed.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"luna/internal/store"
 )
 
 // channel is the PostgreSQL NOTIFY channel every instance listens on.
@@ -36,25 +38,12 @@ func NewPostgresPublisher(db *sql.DB) *Bus {
 	publishAll := func(ctx context.Context, ns []notification) error {
 		// One statement: SELECT pg_notify($1, $2), pg_notify($1, $3), …
 		// (delivered in this order, as one transaction's notifications are).
-		var q strings.Builder
-		q.WriteString("SELECT ")
-		args := make([]any, 0, len(ns)+1)
-		args = append(args, channel)
-		for i, n := range ns {
-			payload, err := json.Marshal(n)
-			if err != nil {
-				return fmt.Errorf("encode event: %w", err)
-			}
-			if len(payload) > maxPayload {
-				return fmt.Errorf("event %s for user %s is %d bytes, over the NOTIFY limit", eventType(n), n.UserID, len(payload))
-			}
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			fmt.Fprintf(&q, "pg_notify($1, $%d)", len(args)+1)
-			args = append(args, string(payload))
+		var args store.Args
+		calls, err := notifyCalls(ns, &args)
+		if err != nil {
+			return err
 		}
-		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := db.ExecContext(ctx, "SELECT "+calls, args.Values()...); err != nil {
 			return fmt.Errorf("publish event: %w", err)
 		}
 		return nil
@@ -62,6 +51,27 @@ func NewPostgresPublisher(db *sql.DB) *Bus {
 	return &Bus{hub: newHub(), distributed: true, publishAll: publishAll, publish: func(ctx context.Context, n notification) error {
 		return publishAll(ctx, []notification{n})
 	}}
+}
+
+// notifyCalls writes ns as pg_notify calls, "pg_notify($1, $2), …", adding
+// their arguments to args.
+func notifyCalls(ns []notification, args *store.Args) (string, error) {
+	var q strings.Builder
+	channelArg := args.Add(channel)
+	for i, n := range ns {
+		payload, err := json.Marshal(n)
+		if err != nil {
+			return "", fmt.Errorf("encode event: %w", err)
+		}
+		if len(payload) > maxPayload {
+			return "", fmt.Errorf("event %s for user %s is %d bytes, over the NOTIFY limit", eventType(n), n.UserID, len(payload))
+		}
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("pg_notify(" + channelArg + ", " + args.Add(string(payload)) + ")")
+	}
+	return q.String(), nil
 }
 
 func eventType(n notification) string {

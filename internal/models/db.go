@@ -156,11 +156,24 @@ func Get(ctx context.Context, q interface {
 
 // scanModel reads one row selected with columns.
 func scanModel(row interface{ Scan(...any) error }) (Model, error) {
+	return ScanAfter(row)
+}
+
+// ColumnsOf lists the columns ScanAfter reads, qualified with alias, for
+// a query that joins models to what it reads first (a conversation and its
+// model in one statement).
+func ColumnsOf(alias string) string {
+	return alias + "." + strings.Join(strings.Fields(strings.ReplaceAll(columns, ",", " ")), ", "+alias+".")
+}
+
+// ScanAfter reads a model selected with ColumnsOf from row, after the
+// caller's own leading columns, which it scans into leading.
+func ScanAfter(row interface{ Scan(...any) error }, leading ...any) (Model, error) {
 	var m Model
 	var connectMillis, firstTokenMillis int64
-	err := row.Scan(&m.ID, &m.DisplayName, &m.Description, &m.BaseURL, &m.APIKey, &m.ServedModelName,
+	err := row.Scan(append(leading, &m.ID, &m.DisplayName, &m.Description, &m.BaseURL, &m.APIKey, &m.ServedModelName,
 		&m.ContextTokens, &m.MaxOutputTokens, &m.MillicreditsPer1K, &m.SystemPrompt,
-		&connectMillis, &firstTokenMillis, &m.Demo, &m.Active, &m.SortOrder)
+		&connectMillis, &firstTokenMillis, &m.Demo, &m.Active, &m.SortOrder)...)
 	if err != nil {
 		return Model{}, err
 	}

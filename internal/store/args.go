@@ -1,0 +1,20 @@
+package store
+
+import "strconv"
+
+// Args collects a statement's arguments while its text is written: Add
+// appends a value and returns its placeholder ($1, $2, …), so that pieces
+// of one statement written in different places number their arguments
+// consistently.
+type Args struct {
+	values []any
+}
+
+// Add appends v and returns its placeholder.
+func (a *Args) Add(v any) string {
+	a.values = append(a.values, v)
+	return "$" + strconv.Itoa(len(a.values))
+}
+
+// Values returns the arguments in placeholder order.
+func (a *Args) Values() []any { return a.values }
