@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -219,7 +218,6 @@ func (s *Server) limit(l *ratelimit.Limiter, key func(*http.Request) string, nex
 
 // userRate returns the function that counts a request of the signed-in
 // user against their request rate inside the caller's transaction.
-func (s *Server) userRate(r *http.Request) func(context.Context, *sql.Tx) error {
-	userID := userFrom(r.Context()).ID
-	return func(ctx context.Context, tx *sql.Tx) error { return s.userLimiter.AllowTx(ctx, tx, userID) }
+func (s *Server) userRate(r *http.Request) *ratelimit.Counter {
+	return s.userLimiter.Counter(userFrom(r.Context()).ID)
 }

@@ -10,6 +10,7 @@ import (
 	"luna"
 	"luna/internal/credits"
 	"luna/internal/events"
+	"luna/internal/ratelimit"
 	"luna/internal/store"
 )
 
@@ -32,7 +33,7 @@ type ActionRequest struct {
 	// RateLimit, if set, counts the action against the user's request rate
 	// inside its transaction, once it is known not to be a retry (as
 	// SendRequest.RateLimit).
-	RateLimit func(ctx context.Context, tx *sql.Tx) error
+	RateLimit *ratelimit.Counter
 }
 
 // ActionResult is what an action started: the reply being generated (a new
@@ -192,7 +193,7 @@ func (s *Service) act(ctx context.Context, req ActionRequest) (ActionResult, err
 			}
 		}
 		if req.RateLimit != nil {
-			if err := req.RateLimit(ctx, tx); err != nil {
+			if err := req.RateLimit.AllowTx(ctx, tx); err != nil {
 				return err
 			}
 		}

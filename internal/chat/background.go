@@ -70,15 +70,7 @@ func (s *Service) Run(ctx context.Context) {
 // the leases that are due, then signals other instances' listeners.
 func (e *engine) flush(ctx context.Context) error {
 	now := e.s.now()
-	type pending struct {
-		g        *generation
-		text     string
-		status   string
-		upTo     int
-		holdDue  bool
-		reserved string
-	}
-	var batch []pending
+	var batch []flushPending
 	e.mu.Lock()
 	for _, g := range e.gens {
 		g.mu.Lock()
@@ -88,78 +80,156 @@ func (e *engine) flush(ctx context.Context) error {
 		// before it could expire, so only an orphaned reply's hold does.
 		holdDue := g.reply.ReservationID != "" && now.Sub(g.holdAt) >= e.s.cfg.ReservationTTL/4
 		if (dirty || leaseDue || holdDue) && g.final == nil && !g.detached {
-			batch = append(batch, pending{g: g, text: string(g.text), status: g.status, upTo: len(g.text),
+			batch = append(batch, flushPending{g: g, text: string(g.text), status: g.status, upTo: len(g.text),
 				holdDue: holdDue, reserved: g.reply.ReservationID})
 		}
 		g.mu.Unlock()
 	}
 	e.mu.Unlock()
 
-	var lost []*generation
 	if len(batch) > 0 {
 		rows := make([]flushRow, len(batch))
+		var grown []string // one signal for the whole batch: listeners on other instances read the new text
 		for i, p := range batch {
 			rows[i] = flushRow{id: p.g.reply.ID, content: p.text, status: p.status}
+			if p.upTo > p.g.persisted {
+				grown = append(grown, p.g.reply.ID)
+			}
+		}
+		if e.s.db.Dialect == store.Postgres {
+			return e.flushAtOnce(ctx, batch, rows, grown, now)
 		}
 		updated, err := e.persist(ctx, rows, now)
 		if err != nil {
 			return err
 		}
-		var holds []string
-		for _, p := range batch {
-			switch {
-			case !updated[p.g.reply.ID]:
-				lost = append(lost, p.g)
-			case p.holdDue:
-				holds = append(holds, p.reserved)
-			}
-		}
-		if len(holds) > 0 {
-			if _, err := e.s.ledger.RenewHolds(ctx, holds, e.s.cfg.ReservationTTL); err != nil {
-				e.s.logger.Warn("renew credit holds of running replies", "err", err) // tried again at the next flush
-			} else {
-				for _, p := range batch {
-					if p.holdDue && updated[p.g.reply.ID] {
-						p.g.mu.Lock()
-						p.g.holdAt = now
-						p.g.mu.Unlock()
-					}
-				}
-			}
-		}
-		var changed []string
-		for _, p := range batch {
-			p.g.mu.Lock()
-			if p.upTo > p.g.persisted {
-				changed = append(changed, p.g.reply.ID)
-			}
-			p.g.persisted = max(p.g.persisted, p.upTo)
-			p.g.leaseAt = now
-			p.g.mu.Unlock()
-		}
-		// One signal for the whole batch: listeners on other instances
-		// read the new text (listeners here read it from memory).
+		e.afterPersist(ctx, batch, updated, now)
 		if e.s.bus.Distributed() {
-			if err := e.s.bus.PublishMessages(ctx, changed); err != nil {
+			if err := e.s.bus.PublishMessages(ctx, grown); err != nil {
 				e.s.logger.Warn("publish message signals", "err", err)
 			}
 		}
-		for _, g := range lost {
-			// Usually the reply finished between the batch and its write;
-			// otherwise another instance, thinking this one dead, has
-			// interrupted it: stop generating.
-			var status string
-			var owner sql.NullString
-			err := e.s.db.QueryRowContext(ctx, `SELECT status, lease_owner FROM messages WHERE id = $1`, g.reply.ID).Scan(&status, &owner)
-			interruptedElsewhere := status == StatusInterrupted || (Running(status) && owner.String != e.instanceID)
-			if err != nil || !interruptedElsewhere {
-				continue // finished here meanwhile: its row is final
-			}
-			e.s.logger.Warn("reply lease lost; stopping its generation", "message_id", g.reply.ID, "status", status)
-			g.stop(stopLeaseLost)
-		}
 	}
 	return e.pollStops(ctx)
+}
+
+// flushPending is a running reply's state taken for a flush.
+type flushPending struct {
+	g        *generation
+	text     string
+	status   string
+	upTo     int
+	holdDue  bool
+	reserved string
+}
+
+// afterPersist renews the holds that are due, records what was persisted
+// and stops the generations whose rows were not updated (lost).
+func (e *engine) afterPersist(ctx context.Context, batch []flushPending, updated map[string]bool, now time.Time) {
+	var holds []string
+	var lost []*generation
+	for _, p := range batch {
+		switch {
+		case !updated[p.g.reply.ID]:
+			lost = append(lost, p.g)
+		case p.holdDue:
+			holds = append(holds, p.reserved)
+		}
+	}
+	if len(holds) > 0 {
+		if _, err := e.s.ledger.RenewHolds(ctx, holds, e.s.cfg.ReservationTTL); err != nil {
+			e.s.logger.Warn("renew credit holds of running replies", "err", err) // tried again at the next flush
+		} else {
+			for _, p := range batch {
+				if p.holdDue && updated[p.g.reply.ID] {
+					p.g.mu.Lock()
+					p.g.holdAt = now
+					p.g.mu.Unlock()
+				}
+			}
+		}
+	}
+	for _, p := range batch {
+		p.g.mu.Lock()
+		p.g.persisted = max(p.g.persisted, p.upTo)
+		p.g.leaseAt = now
+		p.g.mu.Unlock()
+	}
+	for _, g := range lost {
+		// Usually the reply finished between the batch and its write;
+		// otherwise another instance, thinking this one dead, has
+		// interrupted it: stop generating.
+		var status string
+		var owner sql.NullString
+		err := e.s.db.QueryRowContext(ctx, `SELECT status, lease_owner FROM messages WHERE id = $1`, g.reply.ID).Scan(&status, &owner)
+		interruptedElsewhere := status == StatusInterrupted || (Running(status) && owner.String != e.instanceID)
+		if err != nil || !interruptedElsewhere {
+			continue // finished here meanwhile: its row is final
+		}
+		e.s.logger.Warn("reply lease lost; stopping its generation", "message_id", g.reply.ID, "status", status)
+		g.stop(stopLeaseLost)
+	}
+}
+
+// flushAtOnce is a flush on PostgreSQL in one statement, however many
+// replies run: it writes their text and renews their leases (as persist
+// does), signals the grown ones to other instances' listeners (pg_notify
+// in the statement) and reads the stops asked for elsewhere (as
+// pollStops does).
+func (e *engine) flushAtOnce(ctx context.Context, batch []flushPending, rows []flushRow, grown []string, now time.Time) error {
+	var args store.Args
+	ids, contents, statuses := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
+	for i, r := range rows {
+		ids[i], contents[i], statuses[i] = r.id, r.content, r.status
+	}
+	owner := args.Add(e.instanceID)
+	q := `WITH persisted AS (UPDATE messages AS m
+			SET content = u.content, status = u.status, updated_at = ` + args.Add(store.NowMillis(now)) + `,
+				lease_expires_at = ` + args.Add(store.NowMillis(now.Add(e.s.cfg.LeaseTTL))) + `
+			FROM unnest(` + args.Add(ids) + `::text[], ` + args.Add(contents) + `::text[], ` + args.Add(statuses) + `::text[]) AS u(id, content, status)
+			WHERE m.id = u.id AND m.lease_owner = ` + owner + ` AND m.status IN ('pending', 'streaming')
+			RETURNING m.id)
+		SELECT 'persisted', id FROM persisted
+		UNION ALL SELECT 'stop', id FROM messages WHERE lease_owner = ` + owner + ` AND cancel_requested = TRUE
+			AND status IN ('pending', 'streaming')`
+	var signals events.Batch
+	signals.Messages(grown)
+	notify, err := e.s.bus.NotifyCalls(&signals, &args)
+	if err != nil {
+		e.s.logger.Warn("publish message signals", "err", err)
+	} else if notify != "" {
+		q += `
+		UNION ALL SELECT 'notified', concat(` + notify + `)`
+	}
+	result, err := e.s.db.QueryContext(ctx, q, args.Values()...)
+	if err != nil {
+		return fmt.Errorf("flush running replies: %w", err)
+	}
+	defer result.Close()
+	updated := make(map[string]bool, len(rows))
+	var stops []string
+	for result.Next() {
+		var kind, id string
+		if err := result.Scan(&kind, &id); err != nil {
+			return fmt.Errorf("flush running replies: %w", err)
+		}
+		switch kind {
+		case "persisted":
+			updated[id] = true
+		case "stop":
+			stops = append(stops, id)
+		}
+	}
+	if err := result.Err(); err != nil {
+		return fmt.Errorf("flush running replies: %w", err)
+	}
+	e.afterPersist(ctx, batch, updated, now)
+	for _, id := range stops {
+		if g := e.get(id); g != nil {
+			g.stop(stopByUser)
+		}
+	}
+	return nil
 }
 
 // flushRow is one running reply's text to persist.
@@ -168,35 +238,11 @@ type flushRow struct {
 }
 
 // persist writes the rows and renews their leases, and returns the ids it
-// updated (rows of other owners, or finished, are left alone). PostgreSQL
-// gets one statement for the whole batch, so a flush is one round trip
-// however many replies run; SQLite, in-process, gets one transaction.
+// updated (rows of other owners, or finished, are left alone), in one
+// transaction: SQLite's flush (PostgreSQL's is flushAtOnce, one statement).
 func (e *engine) persist(ctx context.Context, rows []flushRow, now time.Time) (map[string]bool, error) {
 	updated := make(map[string]bool, len(rows))
 	updatedAt, leaseUntil := store.NowMillis(now), store.NowMillis(now.Add(e.s.cfg.LeaseTTL))
-	if e.s.db.Dialect == store.Postgres {
-		ids, contents, statuses := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
-		for i, r := range rows {
-			ids[i], contents[i], statuses[i] = r.id, r.content, r.status
-		}
-		result, err := e.s.db.QueryContext(ctx, `UPDATE messages AS m
-			SET content = u.content, status = u.status, updated_at = $4, lease_expires_at = $5
-			FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, content, status)
-			WHERE m.id = u.id AND m.lease_owner = $6 AND m.status IN ('pending', 'streaming')
-			RETURNING m.id`, ids, contents, statuses, updatedAt, leaseUntil, e.instanceID)
-		if err != nil {
-			return nil, fmt.Errorf("persist running replies: %w", err)
-		}
-		defer result.Close()
-		for result.Next() {
-			var id string
-			if err := result.Scan(&id); err != nil {
-				return nil, fmt.Errorf("persist running replies: %w", err)
-			}
-			updated[id] = true
-		}
-		return updated, result.Err()
-	}
 	err := e.s.db.InTx(ctx, func(tx *sql.Tx) error {
 		clear(updated)
 		for _, r := range rows {

@@ -11,6 +11,7 @@ import (
 	"luna"
 	"luna/internal/credits"
 	"luna/internal/events"
+	"luna/internal/ratelimit"
 	"luna/internal/store"
 )
 
@@ -21,10 +22,10 @@ type SendRequest struct {
 	Content         string
 	ClientMessageID string // optional; a retried send with the same id returns the first result
 	// RateLimit, if set, counts the send against the user's request rate
-	// inside its transaction, once the send is known not to be a retry:
-	// retries are never counted, and neither are sends refused later in
-	// the transaction (it rolls back).
-	RateLimit func(ctx context.Context, tx *sql.Tx) error
+	// inside its transaction, and refuses it over the limit once the send
+	// is known not to be a retry: retries are never counted, and neither
+	// are sends refused later in the transaction (it rolls back).
+	RateLimit *ratelimit.Counter
 }
 
 // errRetried ends a send's transaction when it turns out to be a retry of
@@ -142,7 +143,20 @@ var errNotAtOnce = errors.New("send: not in one statement")
 // messages: with atOnce in one statement that also notifies (published),
 // or errNotAtOnce. On success userMsg and reply are as stored.
 func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv Conversation, userMsg, reply *Message, plan replyPlan, now time.Time, atOnce bool) (published bool, err error) {
-	balance, err := credits.LockBalanceTx(ctx, tx, req.UserID)
+	// On PostgreSQL the request is counted in the locking statement (one
+	// round trip under the lock fewer), and judged after the retry check.
+	var balance luna.Credits
+	var rate func() error
+	if atOnce && req.RateLimit != nil {
+		var args store.Args
+		var hits, windowStart int64
+		balance, err = credits.LockBalanceAlongTx(ctx, tx, req.UserID, &args, req.RateLimit.Steps(&args),
+			`(SELECT hits FROM rate_count), (SELECT window_start FROM rate_count)`, &hits, &windowStart)
+		rate = func() error { return req.RateLimit.Check(hits, windowStart) }
+	} else {
+		balance, err = credits.LockBalanceTx(ctx, tx, req.UserID)
+		rate = func() error { return req.RateLimit.AllowTx(ctx, tx) }
+	}
 	if err != nil {
 		return false, err
 	}
@@ -156,10 +170,8 @@ func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv 
 			return false, errRetried
 		}
 	}
-	if req.RateLimit != nil {
-		if err := req.RateLimit(ctx, tx); err != nil {
-			return false, err
-		}
+	if err := rate(); err != nil {
+		return false, err
 	}
 	if atOnce {
 		return s.sendAtOnce(ctx, tx, req.UserID, balance, conv, *userMsg, reply, plan, now)

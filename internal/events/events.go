@@ -279,6 +279,15 @@ func (b *Batch) Message(messageID string) {
 	b.ns = append(b.ns, notification{MessageIDs: []string{messageID}})
 }
 
+// Messages adds what PublishMessages would publish.
+func (b *Batch) Messages(messageIDs []string) {
+	for len(messageIDs) > 0 {
+		n := min(len(messageIDs), messagesPerNotification)
+		b.ns = append(b.ns, notification{MessageIDs: messageIDs[:n]})
+		messageIDs = messageIDs[n:]
+	}
+}
+
 // PublishBatch publishes the batch's notifications in order (call it once
 // the changes are committed). Errors are returned for logging, as with
 // PublishUser.
@@ -314,14 +323,9 @@ const messagesPerNotification = 150
 // PublishMessages signals that several messages changed, in as few
 // notifications as fit (one per ~150 messages).
 func (b *Bus) PublishMessages(ctx context.Context, messageIDs []string) error {
-	for len(messageIDs) > 0 {
-		n := min(len(messageIDs), messagesPerNotification)
-		if err := b.publish(ctx, notification{MessageIDs: messageIDs[:n]}); err != nil {
-			return err
-		}
-		messageIDs = messageIDs[n:]
-	}
-	return nil
+	var batch Batch
+	batch.Messages(messageIDs)
+	return b.PublishBatch(ctx, &batch)
 }
 
 // EndSessions tells every instance that one of the user's sessions ended

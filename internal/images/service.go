@@ -21,6 +21,7 @@ import (
 	"luna/internal/credits"
 	"luna/internal/cursor"
 	"luna/internal/events"
+	"luna/internal/ratelimit"
 	"luna/internal/store"
 )
 
@@ -78,7 +79,7 @@ type CreateRequest struct {
 	// rate inside its transaction, once it is known not to be a retry:
 	// retries are never counted, and neither are requests refused later
 	// in the transaction (it rolls back).
-	RateLimit func(ctx context.Context, tx *sql.Tx) error
+	RateLimit *ratelimit.Counter
 }
 
 // errRetried ends a request's transaction when it turns out to be a retry
@@ -192,7 +193,7 @@ func (s *Service) findRequestTx(ctx context.Context, tx *sql.Tx, req CreateReque
 // refuses it when the user's queue is full.
 func (s *Service) checkLimitsTx(ctx context.Context, tx *sql.Tx, req CreateRequest) error {
 	if req.RateLimit != nil {
-		if err := req.RateLimit(ctx, tx); err != nil {
+		if err := req.RateLimit.AllowTx(ctx, tx); err != nil {
 			return err
 		}
 	}

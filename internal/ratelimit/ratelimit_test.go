@@ -157,3 +157,46 @@ func TestPruneDeletesEndedWindows(t *testing.T) {
 		}
 	})
 }
+
+// A Counter counts the same whether a request is counted step by step
+// (AllowTx) or as a clause of the caller's statement (Steps and Check, on
+// PostgreSQL), in one window, so the two can take turns.
+func TestCounterStepsCountAsAllowTx(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.Open(t, store.Postgres)
+	clk := newClock()
+	l := ratelimit.New(db, ratelimit.Config{Scope: "user", Limit: 3, Window: time.Minute, Message: "slow down", Now: clk.now})
+	c := l.Counter("u1")
+	bySteps := func() error {
+		var args store.Args
+		var hits, start int64
+		if err := db.QueryRowContext(ctx, `WITH `+c.Steps(&args)+` SELECT hits, window_start FROM rate_count`,
+			args.Values()...).Scan(&hits, &start); err != nil {
+			t.Fatal(err)
+		}
+		return c.Check(hits, start)
+	}
+	byTx := func() error {
+		var err error
+		if txErr := db.InTx(ctx, func(tx *sql.Tx) error { err = c.AllowTx(ctx, tx); return nil }); txErr != nil {
+			t.Fatal(txErr)
+		}
+		return err
+	}
+	for i, count := range []func() error{bySteps, byTx, bySteps} {
+		if err := count(); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		clk.advance(10 * time.Second)
+	}
+	wantExceeded(t, bySteps(), 30*time.Second)
+	wantExceeded(t, byTx(), 30*time.Second)
+	clk.advance(30 * time.Second) // a new window
+	if err := bySteps(); err != nil {
+		t.Fatalf("first request of the next window: %v", err)
+	}
+	var none *ratelimit.Counter
+	if err := db.InTx(ctx, func(tx *sql.Tx) error { return none.AllowTx(ctx, tx) }); err != nil {
+		t.Fatalf("a nil counter counts nothing: %v", err)
+	}
+}
