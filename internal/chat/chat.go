@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"luna"
 	"luna/internal/store"
@@ -151,11 +152,27 @@ type Page struct {
 	Cursor string // from a previous page's NextCursor
 }
 
-// preview shortens a message for conversation lists, in plain words.
+// previewRunes is how long a preview is at most.
+const previewRunes = 120
+
+// preview shortens a message for conversation lists, in plain words. A
+// long message's first lines are enough: Markdown is stripped line by line,
+// so when they give more words than a preview shows, the rest changes
+// nothing (but a span of code ticks or emphasis across the cut).
 func preview(content string) string {
+	if len(content) > 4*previewRunes*utf8.UTFMax {
+		cut := strings.LastIndexByte(content[:4*previewRunes*utf8.UTFMax], '\n')
+		if head := previewOf(content[:max(cut, 0)]); utf8.RuneCountInString(head) > previewRunes {
+			return head
+		}
+	}
+	return previewOf(content)
+}
+
+func previewOf(content string) string {
 	content = strings.Join(strings.Fields(plainPreview(content)), " ")
-	if r := []rune(content); len(r) > 120 {
-		return string(r[:119]) + "…"
+	if r := []rune(content); len(r) > previewRunes {
+		return string(r[:previewRunes-1]) + "…"
 	}
 	return content
 }

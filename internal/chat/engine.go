@@ -432,7 +432,7 @@ func (e *engine) storeAtOnce(ctx context.Context, g *generation, o outcome, text
 			RETURNING ` + messageColumns + `),
 		` + settle.Settle + `,
 		released AS (UPDATE conversations SET generating_message_id = NULL, updated_at = ` + at + `,
-				last_message_preview = CASE WHEN ` + args.Add(preview(text)) + ` <> '' THEN ` + args.Add(preview(text)) + ` ELSE last_message_preview END
+				last_message_preview = COALESCE(NULLIF(` + args.Add(preview(text)) + `, ''), last_message_preview)
 			WHERE id = ` + args.Add(g.reply.ConversationID) + ` AND generating_message_id = ` + id + ` AND EXISTS (SELECT 1 FROM reply)
 			RETURNING ` + conversationColumns + `)
 		SELECT r.*, c.*, CAST(CASE WHEN ` + settle.Done + ` THEN '0' ELSE 'completion: settlement not written whole' END AS integer),

@@ -138,13 +138,28 @@ func (s *Service) Follow(ctx context.Context, userID, messageID, lastEventID str
 				return sendFinal(send, m, offset)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		case <-sub.C:
-		case <-poll.C:
-		case <-heartbeat.C:
+		beat := false
+		if changed != nil {
+			// Generating here: memory signals each token (a select over
+			// fewer channels, as it runs once a token).
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-changed:
+			case <-heartbeat.C:
+				beat = true
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-sub.C:
+			case <-poll.C:
+			case <-heartbeat.C:
+				beat = true
+			}
+		}
+		if beat {
 			if err := send(StreamEvent{Kind: EventHeartbeat, Offset: offset}); err != nil {
 				return err
 			}

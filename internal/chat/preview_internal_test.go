@@ -1,6 +1,9 @@
 package chat
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPreviewIsPlainText(t *testing.T) {
 	t.Parallel()
@@ -20,6 +23,25 @@ func TestPreviewIsPlainText(t *testing.T) {
 	} {
 		if got := preview(tc.in); got != tc.want {
 			t.Errorf("preview(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A long reply's preview is made from its first lines, and is the one the
+// whole reply gives.
+func TestPreviewOfALongReplyIsThePreviewOfAllOfIt(t *testing.T) {
+	t.Parallel()
+	paragraph := "## Part\n\nSome **bold** words, a [link](https://example.com/a/long/path) and `code`.\n- item one\n- item two\n\n"
+	rules := strings.Repeat("---\n", 600) // nothing to show in the first lines
+	for name, in := range map[string]string{
+		"paragraphs":         strings.Repeat(paragraph, 200),
+		"one long line":      strings.Repeat("word ", 5000),
+		"rules, then words":  rules + strings.Repeat(paragraph, 50),
+		"a fence, then text": "```\n" + strings.Repeat("x := 1\n", 400) + "```\n" + strings.Repeat(paragraph, 50),
+		"short lines":        strings.Repeat("a\n", 3000),
+	} {
+		if got, want := preview(in), previewOf(in); got != want {
+			t.Errorf("%s: preview %q, want %q", name, got, want)
 		}
 	}
 }

@@ -221,7 +221,7 @@ func (s *Service) sendAtOnce(ctx context.Context, tx *sql.Tx, userID string, bal
 	q := `WITH ` + hold.Clauses + `,
 		claim AS (UPDATE conversations SET generating_message_id = ` + args.Add(reply.ID) + `, leaf_message_id = ` + args.Add(reply.ID) + `,
 				updated_at = ` + args.Add(store.NowMillis(now)) + `,
-				last_message_preview = CASE WHEN ` + args.Add(lastPreview) + ` <> '' THEN ` + args.Add(lastPreview) + ` ELSE last_message_preview END
+				last_message_preview = COALESCE(NULLIF(` + args.Add(lastPreview) + `, ''), last_message_preview)
 			WHERE id = ` + args.Add(conv.ID) + ` AND user_id = ` + args.Add(userID) + ` AND generating_message_id IS NULL
 				AND COALESCE(leaf_message_id, '') = ` + args.Add(conv.LeafMessageID) + ` AND EXISTS (SELECT 1 FROM reserve_entry)
 			RETURNING id),
