@@ -3,7 +3,8 @@ package chat
 import (
 	"context"
 	"fmt"
-	"strings"
+
+	"luna/internal/store"
 )
 
 // ConversationTitles returns the titles of those of ids that are the
@@ -15,19 +16,18 @@ func (s *Service) ConversationTitles(ctx context.Context, userID string, ids []s
 	if len(ids) == 0 {
 		return titles, nil
 	}
-	args := []any{userID}
-	marks := make([]string, 0, len(ids))
+	var args store.Args
+	user := args.Add(userID)
+	unique := make([]string, 0, len(ids))
 	seen := map[string]bool{}
 	for _, id := range ids {
-		if seen[id] {
-			continue
+		if !seen[id] {
+			seen[id] = true
+			unique = append(unique, id)
 		}
-		seen[id] = true
-		args = append(args, id)
-		marks = append(marks, fmt.Sprintf("$%d", len(args)))
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, title FROM conversations WHERE user_id = $1 AND id IN (`+
-		strings.Join(marks, ", ")+`)`, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, title FROM conversations WHERE user_id = `+user+` AND id IN (`+
+		args.AddList(unique)+`)`, args.Values()...)
 	if err != nil {
 		return nil, fmt.Errorf("read conversation titles: %w", err)
 	}

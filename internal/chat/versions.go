@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"luna/internal/events"
+	"luna/internal/store"
 )
 
 // A conversation's messages form a tree through parent_id: a reply's parent
@@ -69,8 +70,9 @@ func (s *Service) WithVersions(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	args := []any{msgs[0].ConversationID}
-	var in []string
+	var args store.Args
+	conversation := args.Add(msgs[0].ConversationID)
+	var parents []string
 	root := false
 	seen := map[string]bool{}
 	for _, m := range msgs {
@@ -79,19 +81,18 @@ func (s *Service) WithVersions(ctx context.Context, msgs []Message) error {
 			root = true
 		case !seen[m.ParentID]:
 			seen[m.ParentID] = true
-			args = append(args, m.ParentID)
-			in = append(in, fmt.Sprintf("$%d", len(args)))
+			parents = append(parents, m.ParentID)
 		}
 	}
 	var cond []string
-	if len(in) > 0 {
-		cond = append(cond, `parent_id IN (`+strings.Join(in, ", ")+`)`)
+	if len(parents) > 0 {
+		cond = append(cond, `parent_id IN (`+args.AddList(parents)+`)`)
 	}
 	if root {
 		cond = append(cond, `parent_id IS NULL`)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(parent_id, '') FROM messages
-		WHERE conversation_id = $1 AND (`+strings.Join(cond, " OR ")+`) ORDER BY created_at, id`, args...)
+		WHERE conversation_id = `+conversation+` AND (`+strings.Join(cond, " OR ")+`) ORDER BY created_at, id`, args.Values()...)
 	if err != nil {
 		return fmt.Errorf("load message versions: %w", err)
 	}

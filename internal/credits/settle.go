@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"luna/internal/store"
@@ -191,14 +190,10 @@ func (l *Ledger) RenewHolds(ctx context.Context, reservationIDs []string, ttl ti
 		res, err = l.db.ExecContext(ctx, `UPDATE credit_reservations SET expires_at = $2
 			WHERE id = ANY($1) AND status = 'active' AND expires_at < $3`, reservationIDs, until, due)
 	} else {
-		args := []any{until, due}
-		marks := make([]string, len(reservationIDs))
-		for i, id := range reservationIDs {
-			args = append(args, id)
-			marks[i] = "$" + strconv.Itoa(i+3)
-		}
-		res, err = l.db.ExecContext(ctx, `UPDATE credit_reservations SET expires_at = $1
-			WHERE id IN (`+strings.Join(marks, ", ")+`) AND status = 'active' AND expires_at < $2`, args...)
+		var args store.Args
+		q := `UPDATE credit_reservations SET expires_at = ` + args.Add(until) + `
+			WHERE status = 'active' AND expires_at < ` + args.Add(due) + ` AND id IN (` + args.AddList(reservationIDs) + `)`
+		res, err = l.db.ExecContext(ctx, q, args.Values()...)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("renew holds: %w", err)

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -102,17 +101,16 @@ func upsert(ctx context.Context, tx *sql.Tx, m Model, nowMillis int64) error {
 
 // deactivateOthers marks every active model whose id is not in keep inactive.
 func deactivateOthers(ctx context.Context, tx *sql.Tx, keep []Model, nowMillis int64) error {
-	query := `UPDATE models SET active = $1, updated_at = $2 WHERE active`
-	args := []any{false, nowMillis}
+	var args store.Args
+	query := `UPDATE models SET active = ` + args.Add(false) + `, updated_at = ` + args.Add(nowMillis) + ` WHERE active`
 	if len(keep) > 0 {
-		placeholders := make([]string, len(keep))
+		ids := make([]string, len(keep))
 		for i, m := range keep {
-			args = append(args, m.ID)
-			placeholders[i] = "$" + strconv.Itoa(len(args))
+			ids[i] = m.ID
 		}
-		query += ` AND id NOT IN (` + strings.Join(placeholders, ", ") + `)`
+		query += ` AND id NOT IN (` + args.AddList(ids) + `)`
 	}
-	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+	if _, err := tx.ExecContext(ctx, query, args.Values()...); err != nil {
 		return fmt.Errorf("deactivate removed models: %w", err)
 	}
 	return nil

@@ -1,6 +1,9 @@
 package store
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Args collects a statement's arguments while its text is written: Add
 // appends a value and returns its placeholder ($1, $2, …), so that pieces
@@ -14,6 +17,16 @@ type Args struct {
 func (a *Args) Add(v any) string {
 	a.values = append(a.values, v)
 	return "$" + strconv.Itoa(len(a.values))
+}
+
+// AddList appends each of values and returns their placeholders joined by
+// commas, for an IN (…) list.
+func (a *Args) AddList(values []string) string {
+	marks := make([]string, len(values))
+	for i, v := range values {
+		marks[i] = a.Add(v)
+	}
+	return strings.Join(marks, ", ")
 }
 
 // Values returns the arguments in placeholder order.
