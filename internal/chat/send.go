@@ -80,21 +80,17 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (userMsg, reply Mes
 		ID: newID(), ConversationID: conv.ID, UserID: req.UserID, Role: "assistant", Status: StatusPending,
 		ParentID: userMsg.ID, CreatedAt: replyAt.UTC(), UpdatedAt: replyAt.UTC(),
 	}
-	// On PostgreSQL the send's writes are first tried as one statement
-	// (sendAtOnce); when that does not apply, the transaction is tried
-	// again the general way, which says why.
+	// On PostgreSQL the usual send is one round trip (sendAtOnce); when it
+	// does not apply, the transaction runs step by step and says why.
 	published := false
-	atOnce := s.db.Dialect == store.Postgres
-	for {
+	err = errNotAtOnce
+	if s.db.Dialect == store.Postgres {
+		published, err = s.sendAtOnce(ctx, req, conv, userMsg, &reply, plan, now)
+	}
+	if errors.Is(err, errNotAtOnce) {
 		err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			published, err = s.sendTx(ctx, tx, req, conv, &userMsg, &reply, plan, now, atOnce)
-			return err
+			return s.sendTx(ctx, tx, req, conv, &userMsg, &reply, plan, now)
 		})
-		if !errors.Is(err, errNotAtOnce) {
-			break
-		}
-		atOnce = false
 	}
 	if errors.Is(err, errRetried) {
 		return s.sentWithVersions(ctx, userMsg, reply, nil)
@@ -140,75 +136,75 @@ var errNotAtOnce = errors.New("send: not in one statement")
 // anyway), answers a retry that committed while this send waited for the
 // lock with its messages (errRetried, before any limit counts it), counts
 // the request, holds the credits, claims the conversation and stores both
-// messages: with atOnce in one statement that also notifies (published),
-// or errNotAtOnce. On success userMsg and reply are as stored.
-func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv Conversation, userMsg, reply *Message, plan replyPlan, now time.Time, atOnce bool) (published bool, err error) {
-	// On PostgreSQL the request is counted in the locking statement (one
-	// round trip under the lock fewer), and judged after the retry check.
-	var balance luna.Credits
-	var rate func() error
-	if atOnce && req.RateLimit != nil {
-		var args store.Args
-		var hits, windowStart int64
-		balance, err = credits.LockBalanceAlongTx(ctx, tx, req.UserID, &args, req.RateLimit.Steps(&args),
-			`(SELECT hits FROM rate_count), (SELECT window_start FROM rate_count)`, &hits, &windowStart)
-		rate = func() error { return req.RateLimit.Check(hits, windowStart) }
-	} else {
-		balance, err = credits.LockBalanceTx(ctx, tx, req.UserID)
-		rate = func() error { return req.RateLimit.AllowTx(ctx, tx) }
-	}
+// messages. On success userMsg and reply are as stored.
+func (s *Service) sendTx(ctx context.Context, tx *sql.Tx, req SendRequest, conv Conversation, userMsg, reply *Message, plan replyPlan, now time.Time) error {
+	balance, err := credits.LockBalanceTx(ctx, tx, req.UserID)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if req.ClientMessageID != "" {
 		u, r, found, err := s.findSent(ctx, tx, conv.ID, req.ClientMessageID, userMsg.Content)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if found {
 			*userMsg, *reply = u, r
-			return false, errRetried
+			return errRetried
 		}
 	}
-	if err := rate(); err != nil {
-		return false, err
-	}
-	if atOnce {
-		return s.sendAtOnce(ctx, tx, req.UserID, balance, conv, *userMsg, reply, plan, now)
+	if err := req.RateLimit.AllowTx(ctx, tx); err != nil {
+		return err
 	}
 	reply.MaxTokens, reply.ReservationID, err = s.holdReply(ctx, tx, req.UserID, balance, conv.ID, reply.ID, "reply:"+reply.ID, plan)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := s.claimConversation(ctx, tx, req.UserID, conv, reply.ID, reply.ID, preview(userMsg.Content), now); err != nil {
-		return false, err
+		return err
 	}
-	return false, s.insertMessages(ctx, tx, *userMsg, *reply)
+	return s.insertMessages(ctx, tx, *userMsg, *reply)
 }
 
-// sendAtOnce is the usual send on PostgreSQL, its writes after the user's
-// row is locked in one statement: below the running limit (counted by
-// this statement, whose snapshot follows the lock), a hold the balance
-// covers (credits.ReserveSteps), the conversation claimed as it was read,
-// both messages inserted and the user's clients notified when it commits.
-// Anything else, or a reply the balance caps below the minimum, or a free
-// model, is errNotAtOnce (the transaction rolls back whatever the
-// statement wrote): holdReply, claimConversation and insertMessages then
-// do it step by step and say why it cannot be done.
-func (s *Service) sendAtOnce(ctx context.Context, tx *sql.Tx, userID string, balance luna.Credits, conv Conversation, userMsg Message, reply *Message, plan replyPlan, now time.Time) (published bool, err error) {
-	maxTokens, amount, err := s.budget(plan, balance.Available)
-	if err != nil || amount == 0 {
+// notAtOnce is the text of the assertion that fails sendAtOnce's statement
+// when the usual case does not apply.
+const notAtOnce = "send: not the usual case"
+
+// sendAtOnce is the usual send on PostgreSQL, in one round trip: a batch
+// (store.RunBatch, one implicit transaction) of two statements. The first
+// locks the user's row; the second, whose snapshot follows the lock, so
+// that it sees every send of this user committed before, does the rest:
+// it counts the request against the rate limit, counts the user's running
+// replies, places the hold (credits.ReserveSteps) when both are within
+// their limits and the available credits cover the reply uncapped, claims
+// the conversation as it was read, inserts the question and the reply, and
+// notifies the user's clients (pg_notify, delivered at commit). Unless all
+// of that was written the statement fails on purpose (a cast of notAtOnce
+// to an integer) and the batch rolls back whole: a refusal, a reply the
+// balance would cap, a free model, a retry (its question's client id is
+// taken), a conversation that changed. Any failure is errNotAtOnce: sendTx
+// then does it step by step, and says why it cannot.
+func (s *Service) sendAtOnce(ctx context.Context, req SendRequest, conv Conversation, userMsg Message, reply *Message, plan replyPlan, now time.Time) (published bool, err error) {
+	maxTokens := plan.maxTokens
+	amount := plan.model.Cost(int64(plan.count.Tokens + maxTokens))
+	if maxTokens < s.cfg.MinReplyTokens || amount == 0 {
 		return false, errNotAtOnce
 	}
 	var args store.Args
+	var with []string
+	limits := `(SELECT COUNT(*) FROM messages WHERE user_id = ` + args.Add(req.UserID) + ` AND status IN ('pending', 'streaming')) < ` +
+		args.Add(s.cfg.MaxRunningPerUser)
+	if req.RateLimit != nil {
+		clause, within := req.RateLimit.Steps(&args)
+		with = append(with, clause)
+		limits += ` AND ` + within
+	}
 	hold := s.ledger.ReserveSteps(&args, credits.ReserveRequest{
-		UserID: userID, Amount: amount, TTL: s.cfg.ReservationTTL,
+		UserID: req.UserID, Amount: amount, TTL: s.cfg.ReservationTTL,
 		IdempotencyKey: "reply:" + reply.ID, Reference: credits.MessageReference(conv.ID, reply.ID),
-	}, `(SELECT COUNT(*) FROM messages WHERE user_id = `+args.Add(userID)+` AND status IN ('pending', 'streaming')) < `+args.Add(s.cfg.MaxRunningPerUser))
+	}, limits)
 	withHold := *reply
 	withHold.MaxTokens, withHold.ReservationID = maxTokens, hold.HoldID
-	lastPreview := preview(userMsg.Content)
-	b := sendEvents(userID, userMsg.ID, reply.ID, conv.ID)
+	b := sendEvents(req.UserID, userMsg.ID, reply.ID, conv.ID)
 	notify, err := s.bus.NotifyCalls(&b, &args)
 	if err != nil {
 		return false, err
@@ -218,23 +214,29 @@ func (s *Service) sendAtOnce(ctx context.Context, tx *sql.Tx, userID string, bal
 	} else {
 		notify = "concat(" + notify + ")"
 	}
-	q := `WITH ` + hold.Clauses + `,
-		claim AS (UPDATE conversations SET generating_message_id = ` + args.Add(reply.ID) + `, leaf_message_id = ` + args.Add(reply.ID) + `,
-				updated_at = ` + args.Add(store.NowMillis(now)) + `,
-				last_message_preview = COALESCE(NULLIF(` + args.Add(lastPreview) + `, ''), last_message_preview)
-			WHERE id = ` + args.Add(conv.ID) + ` AND user_id = ` + args.Add(userID) + ` AND generating_message_id IS NULL
-				AND COALESCE(leaf_message_id, '') = ` + args.Add(conv.LeafMessageID) + ` AND EXISTS (SELECT 1 FROM reserve_entry)
-			RETURNING id),
-		question AS (INSERT INTO messages (` + insertColumns + `) SELECT ` + s.messageValues(&args, userMsg) + ` FROM claim RETURNING id),
-		answer AS (INSERT INTO messages (` + insertColumns + `) SELECT ` + s.messageValues(&args, withHold) + ` FROM question RETURNING id)
-		SELECT ` + notify + ` FROM answer`
+	with = append(with, hold.Clauses,
+		`claim AS (UPDATE conversations SET generating_message_id = `+args.Add(reply.ID)+`, leaf_message_id = `+args.Add(reply.ID)+`,
+				updated_at = `+args.Add(store.NowMillis(now))+`,
+				last_message_preview = COALESCE(NULLIF(`+args.Add(preview(userMsg.Content))+`, ''), last_message_preview)
+			WHERE id = `+args.Add(conv.ID)+` AND user_id = `+args.Add(req.UserID)+` AND generating_message_id IS NULL
+				AND COALESCE(leaf_message_id, '') = `+args.Add(conv.LeafMessageID)+` AND EXISTS (SELECT 1 FROM reserve_entry)
+			RETURNING id)`,
+		`question AS (INSERT INTO messages (`+insertColumns+`) SELECT `+s.messageValues(&args, userMsg)+` FROM claim RETURNING id)`,
+		`answer AS (INSERT INTO messages (`+insertColumns+`) SELECT `+s.messageValues(&args, withHold)+` FROM question RETURNING id)`)
+	q := `WITH ` + strings.Join(with, ",\n") + `
+		SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM answer) THEN '1' ELSE '` + notAtOnce + `' END AS integer), ` + notify
+	var one int
 	var notified string
-	err = tx.QueryRowContext(ctx, q, args.Values()...).Scan(&notified)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, errNotAtOnce
-	}
+	err = s.db.RunBatch(ctx, credits.LockUserStatement(req.UserID),
+		store.BatchStatement{SQL: q, Args: args.Values(), Scan: []any{&one, &notified}})
 	if err != nil {
-		return false, fmt.Errorf("send: %w", err)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if !strings.Contains(err.Error(), notAtOnce) && !store.IsUniqueViolation(err) {
+			s.logger.Warn("send in one round trip failed; sending step by step", "err", err)
+		}
+		return false, errNotAtOnce
 	}
 	reply.MaxTokens, reply.ReservationID = maxTokens, hold.HoldID
 	return notify != "''", nil

@@ -157,23 +157,11 @@ func LockBalanceTx(ctx context.Context, tx *sql.Tx, userID string) (luna.Credits
 		RETURNING credits_balance, credits_reserved`, userID), "lock user")
 }
 
-// LockBalanceAlongTx is LockBalanceTx with another package's clause in
-// the same PostgreSQL statement, one round trip for both (a send counts
-// its request rate so): with is a CTE clause ("name AS (…)", its
-// arguments already in args), columns are expressions over it that the
-// statement returns after the credits, scanned into dest.
-func LockBalanceAlongTx(ctx context.Context, tx *sql.Tx, userID string, args *store.Args, with, columns string, dest ...any) (luna.Credits, error) {
-	var c luna.Credits
-	err := tx.QueryRowContext(ctx, `WITH `+with+` UPDATE users SET updated_at = updated_at WHERE id = `+args.Add(userID)+`
-		RETURNING credits_balance, credits_reserved, `+columns, args.Values()...).Scan(append([]any{&c.Balance, &c.Reserved}, dest...)...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, ErrUserNotFound
-	}
-	if err != nil {
-		return c, fmt.Errorf("lock user: %w", err)
-	}
-	c.Available = c.Balance - c.Reserved
-	return c, nil
+// LockUserStatement is LockUserTx as the first statement of a batch
+// (store.RunBatch, PostgreSQL): the batch's statements after it see what
+// the user's requests before it committed.
+func LockUserStatement(userID string) store.BatchStatement {
+	return store.BatchStatement{SQL: `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, Args: []any{userID}}
 }
 
 // BalanceTx returns a user's credits as seen by q.

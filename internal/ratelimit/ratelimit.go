@@ -105,22 +105,16 @@ func (l *Limiter) AllowTx(ctx context.Context, q Querier, key string) error {
 	if err := q.QueryRowContext(ctx, countSQL, l.scope+":"+key, now, now-window).Scan(&hits, &start); err != nil {
 		return fmt.Errorf("count request for the %s rate limit: %w", l.scope, err)
 	}
-	return l.check(hits, start, now)
-}
-
-// check answers a count of hits in the window that started at start.
-func (l *Limiter) check(hits, start, now int64) error {
 	if hits <= l.limit {
 		return nil
 	}
-	window := l.window.Milliseconds()
 	wait := time.Duration(min(max(start+window-now, 0), window)) * time.Millisecond
 	return &ExceededError{Message: l.message, Wait: wait}
 }
 
 // Counter counts one key's requests inside the transaction of the work
 // they ask for (a send, an image): step by step with AllowTx, or, on
-// PostgreSQL, as a clause of the caller's statement with Steps and Check.
+// PostgreSQL, as a clause of the caller's statement with Steps.
 // A nil *Counter counts nothing.
 type Counter struct {
 	l   *Limiter
@@ -139,19 +133,15 @@ func (c *Counter) AllowTx(ctx context.Context, tx *sql.Tx) error {
 }
 
 // Steps writes the count of one request as a clause of a PostgreSQL
-// statement, "rate_count AS (…)", whose columns hits and window_start the
-// statement returns for Check; its arguments are added to args.
-func (c *Counter) Steps(args *store.Args) string {
+// statement, "rate_count AS (…)", and within, a condition that holds when
+// the count is within the limit (a statement that writes only when it
+// holds, and fails otherwise, leaves the refusal to AllowTx); their
+// arguments are added to args.
+func (c *Counter) Steps(args *store.Args) (clause, within string) {
 	now := store.NowMillis(c.l.now())
 	q := strings.NewReplacer("$1", args.Add(c.l.scope+":"+c.key), "$2", args.Add(now),
 		"$3", args.Add(now-c.l.window.Milliseconds())).Replace(countSQL)
-	return "rate_count AS (" + q + ")"
-}
-
-// Check answers the count Steps made: nil within the limit, else an
-// *ExceededError.
-func (c *Counter) Check(hits, windowStart int64) error {
-	return c.l.check(hits, windowStart, store.NowMillis(c.l.now()))
+	return "rate_count AS (" + q + ")", "(SELECT hits FROM rate_count) <= " + args.Add(c.l.limit)
 }
 
 // Prune deletes the counters whose window started before cutoff; a

@@ -159,22 +159,23 @@ func TestPruneDeletesEndedWindows(t *testing.T) {
 }
 
 // A Counter counts the same whether a request is counted step by step
-// (AllowTx) or as a clause of the caller's statement (Steps and Check, on
-// PostgreSQL), in one window, so the two can take turns.
+// (AllowTx) or as a clause of the caller's statement (Steps, on
+// PostgreSQL), in one window, so the two can take turns; Steps' condition
+// holds exactly when AllowTx allows.
 func TestCounterStepsCountAsAllowTx(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.Open(t, store.Postgres)
 	clk := newClock()
 	l := ratelimit.New(db, ratelimit.Config{Scope: "user", Limit: 3, Window: time.Minute, Message: "slow down", Now: clk.now})
 	c := l.Counter("u1")
-	bySteps := func() error {
+	bySteps := func() bool {
 		var args store.Args
-		var hits, start int64
-		if err := db.QueryRowContext(ctx, `WITH `+c.Steps(&args)+` SELECT hits, window_start FROM rate_count`,
-			args.Values()...).Scan(&hits, &start); err != nil {
+		clause, within := c.Steps(&args)
+		var ok bool
+		if err := db.QueryRowContext(ctx, `WITH `+clause+` SELECT `+within, args.Values()...).Scan(&ok); err != nil {
 			t.Fatal(err)
 		}
-		return c.Check(hits, start)
+		return ok
 	}
 	byTx := func() error {
 		var err error
@@ -183,17 +184,25 @@ func TestCounterStepsCountAsAllowTx(t *testing.T) {
 		}
 		return err
 	}
-	for i, count := range []func() error{bySteps, byTx, bySteps} {
-		if err := count(); err != nil {
-			t.Fatalf("request %d: %v", i+1, err)
-		}
-		clk.advance(10 * time.Second)
+	if !bySteps() {
+		t.Fatal("request 1 by steps: over the limit")
 	}
-	wantExceeded(t, bySteps(), 30*time.Second)
+	clk.advance(10 * time.Second)
+	if err := byTx(); err != nil {
+		t.Fatalf("request 2: %v", err)
+	}
+	clk.advance(10 * time.Second)
+	if !bySteps() {
+		t.Fatal("request 3 by steps: over the limit")
+	}
+	clk.advance(10 * time.Second)
+	if bySteps() {
+		t.Fatal("request 4 by steps: within the limit of 3")
+	}
 	wantExceeded(t, byTx(), 30*time.Second)
 	clk.advance(30 * time.Second) // a new window
-	if err := bySteps(); err != nil {
-		t.Fatalf("first request of the next window: %v", err)
+	if !bySteps() {
+		t.Fatal("first request of the next window: over the limit")
 	}
 	var none *ratelimit.Counter
 	if err := db.InTx(ctx, func(tx *sql.Tx) error { return none.AllowTx(ctx, tx) }); err != nil {

@@ -63,6 +63,15 @@ func (c statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pg
 
 func (statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// TraceBatchStart counts a batch's statements (DB.RunBatch).
+func (c statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	c.n.Add(int64(d.Batch.Len()))
+	return ctx
+}
+
+func (statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
 // Transactions returns how many transactions InTx has committed since Open
 // (cmd/lunabench reports it as database transactions per second).
 func (db *DB) Transactions() int64 { return db.commits.Load() }
