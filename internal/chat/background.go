@@ -81,7 +81,7 @@ func (e *engine) flush(ctx context.Context) error {
 		holdDue := g.reply.ReservationID != "" && now.Sub(g.holdAt) >= e.s.cfg.ReservationTTL/4
 		if (dirty || leaseDue || holdDue) && g.final == nil && !g.detached {
 			batch = append(batch, flushPending{g: g, text: string(g.text), status: g.status, upTo: len(g.text),
-				holdDue: holdDue, reserved: g.reply.ReservationID})
+				grew: dirty, holdDue: holdDue, reserved: g.reply.ReservationID})
 		}
 		g.mu.Unlock()
 	}
@@ -92,7 +92,7 @@ func (e *engine) flush(ctx context.Context) error {
 		var grown []string // one signal for the whole batch: listeners on other instances read the new text
 		for i, p := range batch {
 			rows[i] = flushRow{id: p.g.reply.ID, content: p.text, status: p.status}
-			if p.upTo > p.g.persisted {
+			if p.grew {
 				grown = append(grown, p.g.reply.ID)
 			}
 		}
@@ -119,6 +119,7 @@ type flushPending struct {
 	text     string
 	status   string
 	upTo     int
+	grew     bool // text beyond what was persisted
 	holdDue  bool
 	reserved string
 }

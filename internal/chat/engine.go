@@ -358,8 +358,13 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (fin
 	now := e.s.now()
 	if e.s.db.Dialect == store.Postgres && g.reply.ReservationID != "" {
 		final, conv, found, stored, err := e.storeAtOnce(ctx, g, o, text, finishReason, now)
-		if err != nil || stored {
-			return final, conv, found, stored, err
+		if stored {
+			return final, conv, found, true, nil
+		}
+		if err != nil {
+			// The transaction below is the authority: it finds the lease
+			// lost if the statement did write after all.
+			e.s.logger.Warn("store reply in one statement failed; storing step by step", "message_id", g.reply.ID, "err", err)
 		}
 	}
 	err = e.s.db.InTx(ctx, func(tx *sql.Tx) error {

@@ -191,8 +191,7 @@ func (s *Service) sendAtOnce(ctx context.Context, req SendRequest, conv Conversa
 	}
 	var args store.Args
 	var with []string
-	limits := `(SELECT COUNT(*) FROM messages WHERE user_id = ` + args.Add(req.UserID) + ` AND status IN ('pending', 'streaming')) < ` +
-		args.Add(s.cfg.MaxRunningPerUser)
+	limits := `(` + strings.Replace(countRunningSQL, "$1", args.Add(req.UserID), 1) + `) < ` + args.Add(s.cfg.MaxRunningPerUser)
 	if req.RateLimit != nil {
 		clause, within := req.RateLimit.Steps(&args)
 		with = append(with, clause)
