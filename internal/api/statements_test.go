@@ -56,14 +56,17 @@ func TestOpeningALocalStreamReadsOnlyTheSession(t *testing.T) {
 // built to spend; a change that adds a round trip fails here.
 func TestAReplyCostsSixStatements(t *testing.T) {
 	fake := llmtest.New(t)
-	fake.SetDefault(llmtest.Script{Tokens: repeatedTokens(20), TokenDelay: 5 * time.Millisecond})
+	fake.SetDefault(llmtest.Script{Tokens: repeatedTokens(3), TokenDelay: time.Millisecond})
 	s := newChatServer(t, store.Postgres, fake, func(c *app.Config) {
 		c.Chat.FlushInterval, c.Chat.SweepInterval = time.Hour, time.Hour
 	})
 	token := s.signup("a@example.com")
 
 	var send, open, complete int64 = -1, -1, -1
-	for range 3 { // background work may add a statement now and then: the fewest counts
+	// Background work (River's job polling, its leader election) may add a
+	// statement to a window now and then, more often on a loaded machine:
+	// the windows are kept short and the fewest of five counts.
+	for range 5 {
 		// A conversation with a title: no title is asked for after its first reply.
 		r := s.do("POST", "/v1/conversations", token, map[string]string{"modelId": "test-model", "title": "Counted"})
 		if r.status != http.StatusCreated {
@@ -87,9 +90,8 @@ func TestAReplyCostsSixStatements(t *testing.T) {
 				break
 			}
 		}
+		afterDone, _ := s.app.DB().Statements() // the completion's statement comes before its done event, notifications included
 		st.close()
-		time.Sleep(100 * time.Millisecond) // the completion's notification follows its commit
-		afterDone, _ := s.app.DB().Statements()
 		fewest := func(p *int64, n int64) {
 			if *p < 0 || n < *p {
 				*p = n
