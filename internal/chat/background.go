@@ -191,16 +191,15 @@ func (e *engine) flushAtOnce(ctx context.Context, batch []flushPending, rows []f
 			WHERE m.id = u.id AND m.lease_owner = ` + owner + ` AND m.status IN ('pending', 'streaming')
 			RETURNING m.id)
 		SELECT 'persisted', id FROM persisted
-		UNION ALL SELECT 'stop', id FROM messages WHERE lease_owner = ` + owner + ` AND cancel_requested = TRUE
-			AND status IN ('pending', 'streaming')`
+		UNION ALL SELECT 'stop', id FROM (` + strings.Replace(stopRequestsSQL, "$1", owner, 1) + `) AS stops`
 	var signals events.Batch
 	signals.Messages(grown)
-	notify, err := e.s.bus.NotifyCalls(&signals, &args)
+	notify, inStatement, err := e.s.bus.NotifyExpr(&signals, &args)
 	if err != nil {
 		e.s.logger.Warn("publish message signals", "err", err)
-	} else if notify != "" {
+	} else if inStatement {
 		q += `
-		UNION ALL SELECT 'notified', concat(` + notify + `)`
+		UNION ALL SELECT 'notified', ` + notify
 	}
 	result, err := e.s.db.QueryContext(ctx, q, args.Values()...)
 	if err != nil {
@@ -262,6 +261,11 @@ func (e *engine) persist(ctx context.Context, rows []flushRow, now time.Time) (m
 	return updated, err
 }
 
+// stopRequestsSQL lists the running replies of instance $1 whose stop was
+// asked on another instance.
+const stopRequestsSQL = `SELECT id FROM messages WHERE lease_owner = $1 AND cancel_requested = TRUE
+	AND status IN ('pending', 'streaming')`
+
 // pollStops stops local generations whose stop was asked on another
 // instance.
 func (e *engine) pollStops(ctx context.Context) error {
@@ -271,8 +275,7 @@ func (e *engine) pollStops(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	rows, err := e.s.db.QueryContext(ctx, `SELECT id FROM messages WHERE lease_owner = $1 AND cancel_requested = TRUE
-		AND status IN ('pending', 'streaming')`, e.instanceID)
+	rows, err := e.s.db.QueryContext(ctx, stopRequestsSQL, e.instanceID)
 	if err != nil {
 		return fmt.Errorf("poll stop requests: %w", err)
 	}

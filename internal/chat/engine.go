@@ -406,42 +406,26 @@ func (e *engine) store(g *generation, o outcome, text, finishReason string) (fin
 func (e *engine) storeAtOnce(ctx context.Context, g *generation, o outcome, text, finishReason string, now time.Time) (final Message, conv Conversation, convFound, stored bool, err error) {
 	var args store.Args
 	settle := e.s.ledger.SettleSteps(&args, g.reply.ReservationID, o.charge, "reply")
-	id, at := args.Add(g.reply.ID), args.Add(store.NowMillis(now))
 	var b events.Batch
 	b.Message(g.reply.ID)
 	b.User(g.reply.UserID, events.MessageUpdated, g.reply.ID)
 	b.User(g.reply.UserID, events.CreditsUpdated, "")
-	notify, err := e.s.bus.NotifyCalls(&b, &args)
+	notify, published, err := e.s.bus.NotifyExpr(&b, &args)
 	if err != nil {
 		return Message{}, Conversation{}, false, false, err
 	}
-	var convEvent events.Batch
+	var convEvent events.Batch // only when the reply still held its conversation
 	convEvent.User(g.reply.UserID, events.ConversationUpdated, g.reply.ConversationID)
-	notifyConv, err := e.s.bus.NotifyCalls(&convEvent, &args)
+	notifyConv, _, err := e.s.bus.NotifyExpr(&convEvent, &args)
 	if err != nil {
 		return Message{}, Conversation{}, false, false, err
-	}
-	notifications := "''"
-	if notify != "" {
-		notifications = "concat(" + notify + ", CASE WHEN c.id IS NOT NULL THEN concat(" + notifyConv + ") END)"
 	}
 	q := `WITH ` + settle.Lock + `,
-		reply AS (UPDATE messages SET content = ` + args.Add(text) + `, status = ` + args.Add(o.status) + `,
-				prompt_tokens = prompt_tokens + ` + args.Add(o.promptTokens) + `,
-				completion_tokens = completion_tokens + ` + args.Add(o.completionTokens) + `,
-				finish_reason = ` + args.Add(finishReason) + `, error_code = ` + args.Add(o.errorCode) + `,
-				error_message = ` + args.Add(o.errorMessage) + `, credits_charged = credits_charged + ` + args.Add(o.charge) + `,
-				lease_owner = NULL, lease_expires_at = NULL, completed_at = ` + at + `, updated_at = ` + at + `
-			WHERE id = ` + id + ` AND status IN ('pending', 'streaming') AND lease_owner = ` + args.Add(e.instanceID) + `
-				AND EXISTS (SELECT 1 FROM settle_hold)
-			RETURNING ` + messageColumns + `),
+		reply AS (` + e.storeReplySQL(&args, g, o, text, finishReason, now, o.charge, "EXISTS (SELECT 1 FROM settle_hold)") + `),
 		` + settle.Settle + `,
-		released AS (UPDATE conversations SET generating_message_id = NULL, updated_at = ` + at + `,
-				last_message_preview = COALESCE(NULLIF(` + args.Add(preview(text)) + `, ''), last_message_preview)
-			WHERE id = ` + args.Add(g.reply.ConversationID) + ` AND generating_message_id = ` + id + ` AND EXISTS (SELECT 1 FROM reply)
-			RETURNING ` + conversationColumns + `)
+		released AS (` + releaseSQL(&args, g.reply, preview(text), now, "EXISTS (SELECT 1 FROM reply)") + `)
 		SELECT r.*, c.*, CAST(CASE WHEN ` + settle.Done + ` THEN '0' ELSE 'completion: settlement not written whole' END AS integer),
-			` + notifications + `
+			concat(` + notify + `, CASE WHEN c.id IS NOT NULL THEN ` + notifyConv + ` END)
 		FROM reply r LEFT JOIN released c ON true`
 	var m Message
 	var created, updated int64
@@ -458,22 +442,15 @@ func (e *engine) storeAtOnce(ctx context.Context, g *generation, o outcome, text
 	}
 	m.CreatedAt, m.UpdatedAt = store.Time(created), store.Time(updated)
 	conv, convFound = c.conversation()
-	return m, conv, convFound, notify != "", nil
+	return m, conv, convFound, published, nil
 }
 
 // storeReplyTx writes a reply's final text, status and token counts,
 // provided this instance still holds its lease (else errLeaseLost), and
 // returns the message as stored.
 func (e *engine) storeReplyTx(ctx context.Context, tx *sql.Tx, g *generation, o outcome, text, finishReason string, now time.Time) (Message, error) {
-	// Token counts and charges add up: a continued reply pays for each
-	// run (new replies start from zero).
-	final, err := scanMessage(tx.QueryRowContext(ctx, `UPDATE messages SET content = $2, status = $3, prompt_tokens = prompt_tokens + $4,
-			completion_tokens = completion_tokens + $5, finish_reason = $6, error_code = $7, error_message = $8,
-			lease_owner = NULL, lease_expires_at = NULL, completed_at = $9, updated_at = $9
-		WHERE id = $1 AND status IN ('pending', 'streaming') AND lease_owner = $10
-		RETURNING `+messageColumns,
-		g.reply.ID, text, o.status, o.promptTokens, o.completionTokens, finishReason, o.errorCode, o.errorMessage,
-		store.NowMillis(now), e.instanceID))
+	var args store.Args
+	final, err := scanMessage(tx.QueryRowContext(ctx, e.storeReplySQL(&args, g, o, text, finishReason, now, 0, "TRUE"), args.Values()...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Message{}, errLeaseLost
 	}
@@ -483,15 +460,40 @@ func (e *engine) storeReplyTx(ctx context.Context, tx *sql.Tx, g *generation, o 
 	return final, nil
 }
 
+// storeReplySQL is the update that writes a reply's end (see storeReplyTx)
+// and adds charged to what it was charged, provided condition holds, and
+// returns it; its arguments are added to args. Token counts and charges
+// add up: a continued reply pays for each run (new replies start from
+// zero).
+func (e *engine) storeReplySQL(args *store.Args, g *generation, o outcome, text, finishReason string, now time.Time, charged int64, condition string) string {
+	at := args.Add(store.NowMillis(now))
+	return `UPDATE messages SET content = ` + args.Add(text) + `, status = ` + args.Add(o.status) + `,
+			prompt_tokens = prompt_tokens + ` + args.Add(o.promptTokens) + `,
+			completion_tokens = completion_tokens + ` + args.Add(o.completionTokens) + `,
+			finish_reason = ` + args.Add(finishReason) + `, error_code = ` + args.Add(o.errorCode) + `,
+			error_message = ` + args.Add(o.errorMessage) + `, credits_charged = credits_charged + ` + args.Add(charged) + `,
+			lease_owner = NULL, lease_expires_at = NULL, completed_at = ` + at + `, updated_at = ` + at + `
+		WHERE id = ` + args.Add(g.reply.ID) + ` AND status IN ('pending', 'streaming') AND lease_owner = ` + args.Add(e.instanceID) + `
+			AND ` + condition + `
+		RETURNING ` + messageColumns
+}
+
+// releaseSQL is the update that ends reply's hold on its conversation (see
+// releaseConversationTx), provided condition holds, and returns the
+// conversation; its arguments are added to args.
+func releaseSQL(args *store.Args, reply Message, lastPreview string, now time.Time, condition string) string {
+	return `UPDATE conversations SET generating_message_id = NULL, updated_at = ` + args.Add(store.NowMillis(now)) + `,
+			last_message_preview = COALESCE(NULLIF(` + args.Add(lastPreview) + `, ''), last_message_preview)
+		WHERE id = ` + args.Add(reply.ConversationID) + ` AND generating_message_id = ` + args.Add(reply.ID) + ` AND ` + condition + `
+		RETURNING ` + conversationColumns
+}
+
 // releaseConversationTx ends reply's hold on its conversation and returns
 // the conversation as released; found is false when the reply no longer
 // held it.
 func releaseConversationTx(ctx context.Context, tx *sql.Tx, reply Message, lastPreview string, now time.Time) (Conversation, bool, error) {
-	conv, err := scanConversation(tx.QueryRowContext(ctx, `UPDATE conversations SET generating_message_id = NULL, updated_at = $3,
-			last_message_preview = CASE WHEN $4 <> '' THEN $4 ELSE last_message_preview END
-		WHERE id = $1 AND generating_message_id = $2
-		RETURNING `+conversationColumns,
-		reply.ConversationID, reply.ID, store.NowMillis(now), lastPreview))
+	var args store.Args
+	conv, err := scanConversation(tx.QueryRowContext(ctx, releaseSQL(&args, reply, lastPreview, now, "TRUE"), args.Values()...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Conversation{}, false, nil
 	}

@@ -204,22 +204,13 @@ func (s *Service) sendAtOnce(ctx context.Context, req SendRequest, conv Conversa
 	withHold := *reply
 	withHold.MaxTokens, withHold.ReservationID = maxTokens, hold.HoldID
 	b := sendEvents(req.UserID, userMsg.ID, reply.ID, conv.ID)
-	notify, err := s.bus.NotifyCalls(&b, &args)
+	notify, published, err := s.bus.NotifyExpr(&b, &args)
 	if err != nil {
 		return false, err
 	}
-	if notify == "" {
-		notify = "''"
-	} else {
-		notify = "concat(" + notify + ")"
-	}
 	with = append(with, hold.Clauses,
-		`claim AS (UPDATE conversations SET generating_message_id = `+args.Add(reply.ID)+`, leaf_message_id = `+args.Add(reply.ID)+`,
-				updated_at = `+args.Add(store.NowMillis(now))+`,
-				last_message_preview = COALESCE(NULLIF(`+args.Add(preview(userMsg.Content))+`, ''), last_message_preview)
-			WHERE id = `+args.Add(conv.ID)+` AND user_id = `+args.Add(req.UserID)+` AND generating_message_id IS NULL
-				AND COALESCE(leaf_message_id, '') = `+args.Add(conv.LeafMessageID)+` AND EXISTS (SELECT 1 FROM reserve_entry)
-			RETURNING id)`,
+		`claim AS (`+claimSQL(&args, req.UserID, conv, reply.ID, reply.ID, preview(userMsg.Content), now)+`
+			AND EXISTS (SELECT 1 FROM reserve_entry) RETURNING id)`,
 		`question AS (INSERT INTO messages (`+insertColumns+`) SELECT `+s.messageValues(&args, userMsg)+` FROM claim RETURNING id)`,
 		`answer AS (INSERT INTO messages (`+insertColumns+`) SELECT `+s.messageValues(&args, withHold)+` FROM question RETURNING id)`)
 	q := `WITH ` + strings.Join(with, ",\n") + `
@@ -238,7 +229,7 @@ func (s *Service) sendAtOnce(ctx context.Context, req SendRequest, conv Conversa
 		return false, errNotAtOnce
 	}
 	reply.MaxTokens, reply.ReservationID = maxTokens, hold.HoldID
-	return notify != "''", nil
+	return published, nil
 }
 
 // sentWithVersions returns the messages of an earlier send with their
@@ -286,10 +277,8 @@ const historyLimit = 200
 // leafID, provided no reply is generating and the shown path is still the
 // one the prompt was built from; else 409.
 func (s *Service) claimConversation(ctx context.Context, tx *sql.Tx, userID string, conv Conversation, replyID, leafID, lastPreview string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE conversations SET generating_message_id = $3, leaf_message_id = $4, updated_at = $5,
-			last_message_preview = CASE WHEN $6 <> '' THEN $6 ELSE last_message_preview END
-		WHERE id = $1 AND user_id = $2 AND generating_message_id IS NULL AND COALESCE(leaf_message_id, '') = $7`,
-		conv.ID, userID, replyID, leafID, store.NowMillis(now), lastPreview, conv.LeafMessageID)
+	var args store.Args
+	res, err := tx.ExecContext(ctx, claimSQL(&args, userID, conv, replyID, leafID, lastPreview, now), args.Values()...)
 	if err != nil {
 		return fmt.Errorf("claim conversation: %w", err)
 	}
@@ -308,6 +297,17 @@ func (s *Service) claimConversation(ctx context.Context, tx *sql.Tx, userID stri
 		return ErrGenerationInProgress
 	}
 	return ErrConversationChanged
+}
+
+// claimSQL is the update that claims conv (see claimConversation), its
+// arguments added to args; a statement that claims only under a further
+// condition appends " AND " and it.
+func claimSQL(args *store.Args, userID string, conv Conversation, replyID, leafID, lastPreview string, now time.Time) string {
+	return `UPDATE conversations SET generating_message_id = ` + args.Add(replyID) + `, leaf_message_id = ` + args.Add(leafID) + `,
+			updated_at = ` + args.Add(store.NowMillis(now)) + `,
+			last_message_preview = COALESCE(NULLIF(` + args.Add(lastPreview) + `, ''), last_message_preview)
+		WHERE id = ` + args.Add(conv.ID) + ` AND user_id = ` + args.Add(userID) + ` AND generating_message_id IS NULL
+			AND COALESCE(leaf_message_id, '') = ` + args.Add(conv.LeafMessageID)
 }
 
 // insertMessages stores new messages in one statement: questions as

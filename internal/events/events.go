@@ -298,17 +298,23 @@ func (b *Bus) PublishBatch(ctx context.Context, batch *Batch) error {
 	return b.publishAll(ctx, batch.ns)
 }
 
-// NotifyCalls returns the batch as the pg_notify calls of a statement that
-// makes its changes ("pg_notify($3, $4), …", arguments added to args), for
-// a bus on PostgreSQL: PostgreSQL delivers them when that statement's
-// transaction commits, and not at all when it rolls back, so the changes
-// and their notifications cost one round trip. It returns "" for a bus
-// in-process, whose caller publishes with PublishBatch after the commit.
-func (b *Bus) NotifyCalls(batch *Batch, args *store.Args) (string, error) {
+// NotifyExpr returns the batch as an SQL expression (text) for a statement
+// that makes its changes, its arguments added to args. On PostgreSQL it is
+// the batch's pg_notify calls, "concat(pg_notify($3, $4), …)", which
+// PostgreSQL delivers when that statement's transaction commits, and not
+// at all when it rolls back, so the changes and their notifications cost
+// one round trip; inStatement is true. For a bus in-process it is ” and
+// inStatement false: the caller publishes with PublishBatch after the
+// commit.
+func (b *Bus) NotifyExpr(batch *Batch, args *store.Args) (expr string, inStatement bool, err error) {
 	if !b.distributed || len(batch.ns) == 0 {
-		return "", nil
+		return "''", false, nil
 	}
-	return notifyCalls(batch.ns, args)
+	calls, err := notifyCalls(batch.ns, args)
+	if err != nil {
+		return "", false, err
+	}
+	return "concat(" + calls + ")", true, nil
 }
 
 // PublishMessage signals that messageID changed.
